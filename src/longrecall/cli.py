@@ -1,0 +1,95 @@
+"""The `longrecall` command: one table of subcommands, each a module's `add_arguments(parser)` and `main(args)`.
+
+    longrecall --help
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+
+from .errors import UserError
+
+# (words, module, add-arguments function, main function, help). Modules are imported only when their command runs.
+COMMANDS = [
+    (("niah", "generate"), "longrecall.niah.cli", "add_arguments", "main", "write needle-in-a-haystack samples to JSONL"),
+    (("niah", "families"), "longrecall.niah.cli", None, "families_main", "list the task families"),
+    (("serve",), "longrecall.env.server", "add_arguments", "main", "serve a model on an OpenAI-compatible endpoint (transformers serve)"),
+    (("env",), "longrecall.env.niah_env", "add_arguments", "main", "the Atropos environment: serve | process | evaluate"),
+    (("data", "sft"), "longrecall.data.sft", "add_arguments", "main", "SFT chat records (direct or through Atropos)"),
+    (("data", "dpo"), "longrecall.data.dpo", "add_arguments", "main", "DPO preference pairs with hard negatives"),
+    (("data", "pretrain"), "longrecall.data.pretrain", "add_arguments", "main", "long documents packed into N-token blocks"),
+    (("data", "lift"), "longrecall.data.lift", "add_arguments", "main", "LIFT segments and auxiliary QA for one long input"),
+    (("train", "longlora"), "longrecall.train.recipe", "add_arguments", "main", "LongLoRA: S2-Attn + LoRA + embeddings/norms + position scaling"),
+    (("train", "dpo"), "longrecall.train.dpo", "add_arguments", "main", "DPO with the same adapter setup"),
+    (("train", "merge"), "longrecall.train.lora_plus", "add_merge_arguments", "merge_main", "merge an adapter into a full model folder"),
+    (("eval", "niah"), "longrecall.eval.grid", "add_arguments", "main", "NIAH grid: heatmaps, family scores, effective length"),
+    (("eval", "ppl"), "longrecall.eval.perplexity", "add_arguments", "main", "perplexity by length (sliding windows)"),
+    (("eval", "compare"), "longrecall.eval.compare", "add_arguments", "main", "compare runs side by side"),
+    (("lift", "ingest"), "longrecall.lift.ingest", "add_arguments", "main", "memorise one long input into an adapter"),
+    (("lift", "ask"), "longrecall.lift.ask", "add_arguments", "main", "ask a LIFT adapter a question"),
+    (("memory", "add"), "longrecall.memory.api", "add_add_arguments", "add_main", "append text to the long-term memory"),
+    (("memory", "ask"), "longrecall.memory.api", "add_ask_arguments", "ask_main", "ask the long-term memory"),
+    (("run",), "longrecall.pipeline", "add_arguments", "main", "the whole pipeline for a preset (demo, cpu, gpu)"),
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="longrecall", description="Long-context recall for small LLMs: tasks, data, training, evaluation, memory.")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    subs = parser.add_subparsers(dest="command", metavar="COMMAND")
+    groups: dict[str, argparse._SubParsersAction] = {}
+    for words, module, add_fn, main_fn, help_text in COMMANDS:
+        if len(words) == 1:
+            p = subs.add_parser(words[0], help=help_text, description=help_text)
+        else:
+            if words[0] not in groups:
+                g = subs.add_parser(words[0], help=f"{words[0]} commands", description=f"{words[0]} commands")
+                groups[words[0]] = g.add_subparsers(dest="subcommand", metavar="SUBCOMMAND")
+            p = groups[words[0]].add_parser(words[1], help=help_text, description=help_text)
+        p.set_defaults(_target=(module, add_fn, main_fn), _parser=p)
+    return parser
+
+
+def _resolve(parser, argv):
+    """Find the chosen command, let its module add its arguments, then parse for real."""
+    probe, _ = parser.parse_known_args(argv)
+    target = getattr(probe, "_target", None)
+    if target is None:
+        return None, parser.parse_args(argv)
+    module_name, add_fn, main_fn = target
+    module = importlib.import_module(module_name)
+    sub = probe._parser
+    if add_fn:
+        getattr(module, add_fn)(sub)
+    args = parser.parse_args(argv)
+    return getattr(module, main_fn), args
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "true")
+    parser = build_parser()
+    debug = "--debug" in argv
+    try:
+        fn, args = _resolve(parser, argv)
+        if fn is None:
+            parser.print_help()
+            return 0 if not argv else 2
+        if getattr(args, "config", None) and hasattr(sys.modules[fn.__module__], "apply_config"):
+            sys.modules[fn.__module__].apply_config(args, args._parser)
+        fn(args)
+        return 0
+    except UserError as e:
+        if debug:
+            raise
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: re-run the same command to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,86 @@
+"""Typed configs: dataclasses filled from YAML files and CLI overrides, unknown keys refused."""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import typing
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+from .errors import UserError
+
+T = TypeVar("T")
+
+
+def _coerce(value: Any, tp: Any, name: str) -> Any:
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if value is None:
+        return None
+    if origin is typing.Union or (origin is not None and str(origin) == "<class 'types.UnionType'>"):
+        non_none = [a for a in args if a is not type(None)]
+        return _coerce(value, non_none[0], name) if non_none else value
+    if dataclasses.is_dataclass(tp) and isinstance(value, dict):
+        return from_dict(tp, value, prefix=f"{name}.")
+    if origin in (list, tuple) and isinstance(value, str):
+        value = [v for v in value.split(",") if v != ""]
+    if origin in (list, tuple):
+        inner = args[0] if args else Any
+        return [_coerce(v, inner, name) for v in value]
+    try:
+        if tp is bool and isinstance(value, str):
+            low = value.lower()
+            if low not in {"true", "false", "1", "0", "yes", "no"}:
+                raise ValueError
+            return low in {"true", "1", "yes"}
+        if tp in (int, float, str) and not isinstance(value, tp):
+            return tp(value)
+    except (TypeError, ValueError):
+        raise UserError(f"config key '{name}' must be {getattr(tp, '__name__', tp)}, got {value!r}: fix the value") from None
+    return value
+
+
+def from_dict(cls: type[T], data: dict, prefix: str = "") -> T:
+    """Build dataclass `cls` from `data`; an unknown key is a UserError that suggests the closest field."""
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for key, value in (data or {}).items():
+        key = key.replace("-", "_")
+        if key not in fields:
+            close = difflib.get_close_matches(key, fields, n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            raise UserError(f"unknown config key '{prefix}{key}'{hint}: remove it or fix its name")
+        kwargs[key] = _coerce(value, hints[key], prefix + key)
+    return cls(**kwargs)
+
+
+def load_yaml(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"config file {path} not found: check the path (shipped configs live in configs/)")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise UserError(f"{path} is not valid YAML ({str(e).splitlines()[0]}): fix the file") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{path} must hold a mapping of keys to values")
+    return data
+
+
+def load_config(cls: type[T], path: str | Path | None = None, overrides: dict | None = None) -> T:
+    """YAML file (optional) then overrides (e.g. from `--set key=value`) into dataclass `cls`."""
+    data = load_yaml(path) if path else {}
+    for key, value in (overrides or {}).items():
+        cur = data
+        parts = key.split(".")
+        for p in parts[:-1]:
+            cur = cur.setdefault(p, {})
+        cur[parts[-1]] = value
+    return from_dict(cls, data)
+
+
+def to_dict(obj: Any) -> dict:
+    return dataclasses.asdict(obj)

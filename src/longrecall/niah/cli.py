@@ -1,0 +1,118 @@
+"""`longrecall niah generate` and `longrecall niah families`: write task samples to JSONL."""
+from __future__ import annotations
+
+import argparse
+import itertools
+import time
+
+from ..config import load_yaml
+from ..errors import UserError
+from ..io import write_jsonl
+from .families import FAMILIES
+from .generate import GenSpec, generate_samples
+
+
+def int_list(text: str) -> list[int]:
+    """'1k,2048,4K' -> [1024, 2048, 4096]."""
+    out = []
+    for part in str(text).split(","):
+        part = part.strip().lower()
+        if not part:
+            continue
+        try:
+            out.append(int(float(part[:-1]) * 1024) if part.endswith("k") else int(float(part[:-1]) * 1024 * 1024) if part.endswith("m") else int(part))
+        except ValueError:
+            raise UserError(f"'{part}' is not a length: write numbers such as 1024,2k,8k") from None
+    return out
+
+
+def depth_list(text: str) -> list[float]:
+    """'0,0.5,1' or '0,50%,100%' -> fractions."""
+    out = []
+    for part in str(text).split(","):
+        part = part.strip()
+        if not part:
+            continue
+        try:
+            v = float(part.rstrip("%"))
+        except ValueError:
+            raise UserError(f"'{part}' is not a depth: write fractions 0..1 or percentages like 25%") from None
+        out.append(v / 100 if part.endswith("%") or v > 1 else v)
+    return out
+
+
+def str_list(text: str) -> list[str]:
+    return [p.strip() for p in str(text).split(",") if p.strip()]
+
+
+def add_spec_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--task", "--tasks", dest="task", default="single", help=f"comma list of families: {', '.join(FAMILIES)}")
+    p.add_argument("--length", "--lengths", dest="length", default="2048", help="comma list of target lengths in tokens (2k = 2048)")
+    p.add_argument("--depth", "--depths", dest="depth", default="0.5", help="comma list of depths, fractions or percentages")
+    p.add_argument("--haystack", default="noise", help="comma list: noise, prose, user, needles")
+    p.add_argument("--needle-kind", default="number", help="comma list: number, word, uuid")
+    p.add_argument("--corpus", default=None, help="file or folder of .txt/.md/.jsonl for --haystack user")
+    p.add_argument("--phrasing", default="train", choices=["train", "heldout", "any"], help="template pool")
+    p.add_argument("--n-needles", type=int, default=None, help="needle count for all_needles/multivalue/multiquery")
+    p.add_argument("--n-distractors", type=int, default=None)
+    p.add_argument("--hops", type=int, default=None, help="hops for chain/vartrack (1-4)")
+    p.add_argument("--direction", default="any", choices=["forward", "backward", "any"])
+    p.add_argument("--answer-prefix", action="store_true", help="append a RULER-style answer opening")
+    p.add_argument("--seed", type=int, default=0, help="first seed; sample i of a cell uses seed+i")
+    p.add_argument("--n", type=int, default=1, help="samples per (task, length, depth, haystack, kind) cell")
+
+
+def specs_from_args(a) -> list[GenSpec]:
+    specs = []
+    cells = itertools.product(str_list(a.task), int_list(a.length), depth_list(a.depth), str_list(a.haystack), str_list(a.needle_kind))
+    for task, length, depth, hay, kind in cells:
+        for i in range(a.n):
+            spec = GenSpec(
+                task=task, length=length, depth=depth, haystack=hay, needle_kind=kind, seed=a.seed + i, corpus=a.corpus,
+                phrasing=a.phrasing, n_needles=a.n_needles, n_distractors=a.n_distractors, hops=a.hops,
+                direction=a.direction, answer_prefix=a.answer_prefix,
+            )
+            spec.validate()
+            specs.append(spec)
+    if not specs:
+        raise UserError("nothing to generate: give at least one --task, --length and --depth")
+    return specs
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", default=None, help="YAML file whose keys are these flags (flags given here win)")
+    add_spec_arguments(p)
+    p.add_argument("--tokenizer", default="default", help="tokenizer: 'default' (embedded SmolLM2), a folder or a hub id")
+    p.add_argument("--out", required=False, default=None, help="output JSONL file (written atomically)")
+
+
+def apply_config(a, parser) -> None:
+    """Fill args from --config where the flag was left at its default."""
+    if not getattr(a, "config", None):
+        return
+    data = load_yaml(a.config)
+    for key, value in data.items():
+        dest = key.replace("-", "_")
+        if not hasattr(a, dest):
+            raise UserError(f"unknown key '{key}' in {a.config}: use the names of this command's flags")
+        if getattr(a, dest) == parser.get_default(dest):
+            setattr(a, dest, ",".join(map(str, value)) if isinstance(value, list) else value)
+
+
+def main(a) -> None:
+    from ..models import load_tokenizer
+
+    if not a.out:
+        raise UserError("no output file: pass --out FILE.jsonl")
+    specs = specs_from_args(a)
+    tok = load_tokenizer(a.tokenizer)
+    t0 = time.time()
+    samples = generate_samples(specs, tok)
+    n = write_jsonl(a.out, (s.to_dict() for s in samples))
+    lengths = sorted({s.prompt_tokens + s.answer_budget for s in samples})
+    print(f"wrote {n} samples to {a.out} in {time.time() - t0:.1f}s (prompt + answer budget: {lengths[0]}..{lengths[-1]} tokens)")
+
+
+def families_main(a) -> None:
+    for f in FAMILIES.values():
+        print(f"{f.name:12s} {f.description}")
