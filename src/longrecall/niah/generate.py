@@ -184,10 +184,10 @@ def _assemble(hay: _Hay, k: int, needles, seed_rng) -> tuple[str, list[int]]:
     bounds = hay.sent_starts[hay.sent_starts < max(end, 1)]
     inserts = []
     for i, nd in enumerate(needles):
-        if nd.depth >= 1.0 or k == 0:
+        if k == 0:
             pos = len(text)
-        else:
-            c = int(hay.tok_starts[min(int(nd.depth * k), hay.n_tokens - 1)])
+        else:  # depth 1.0 lands at the start of the last (possibly cut) sentence
+            c = int(hay.tok_starts[min(int(nd.depth * k), k - 1, hay.n_tokens - 1)])
             j = int(np.searchsorted(bounds, c, side="right")) - 1
             pos = int(bounds[j]) if j >= 0 else 0
         inserts.append((pos, i))

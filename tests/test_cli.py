@@ -1,0 +1,47 @@
+"""The CLI: every command has --help, bad input is one line without a traceback, generate writes exact files."""
+import json
+import subprocess
+import sys
+
+import pytest
+
+from longrecall.cli import COMMANDS, main
+
+
+def run(*args):
+    return subprocess.run([sys.executable, "-m", "longrecall", *args], capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.parametrize("words", [c[0] for c in COMMANDS])
+def test_every_command_has_help(words):
+    r = run(*words, "--help")
+    assert r.returncode == 0, r.stderr[-800:]
+    assert "usage: longrecall" in r.stdout
+
+
+def test_generate_writes_samples_of_the_requested_length(tmp_path, tok):
+    out = tmp_path / "s.jsonl"
+    assert main(["niah", "generate", "--task", "single,chain", "--length", "1k,1536", "--depth", "0,100%", "--n", "2", "--out", str(out)]) == 0
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(rows) == 2 * 2 * 2 * 2
+    for r in rows:
+        assert r["length"] - 16 <= r["prompt_tokens"] + r["answer_budget"] <= r["length"]
+
+
+def test_bad_input_is_one_line_and_leaves_no_file(tmp_path):
+    out = tmp_path / "x.jsonl"
+    r = run("niah", "generate", "--task", "all_needles", "--length", "200", "--n-needles", "20", "--out", str(out))
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert r.stderr.strip().count("\n") == 0 and "raise --length" in r.stderr
+    assert not out.exists() and not list(tmp_path.iterdir())
+
+
+def test_config_file_fills_flags(tmp_path, tok):
+    cfg = tmp_path / "gen.yaml"
+    cfg.write_text("task: [multikey]\nlength: [1024]\ndepth: [0.5]\nn: 3\n")
+    out = tmp_path / "s.jsonl"
+    assert main(["niah", "generate", "--config", str(cfg), "--out", str(out)]) == 0
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(rows) == 3 and {r["task"] for r in rows} == {"multikey"}
+    cfg.write_text("tasks_typo: [single]\n")
+    assert main(["niah", "generate", "--config", str(cfg), "--out", str(out)]) == 2
