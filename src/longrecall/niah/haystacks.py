@@ -135,8 +135,31 @@ def _read_file(path: Path) -> str:
     return text
 
 
+def package_docs_text(min_chars: int = 2000) -> str:
+    """Real human-written prose available offline: the long descriptions (READMEs) of the installed Python
+    packages, code blocks and markup lines removed. Used as a held-out 'real text' haystack (`--corpus pkgdocs`)."""
+    import importlib.metadata as md
+
+    texts = []
+    for dist in sorted(md.distributions(), key=lambda d: (d.metadata.get("Name") or "").lower()):
+        body = dist.metadata.get_payload() if hasattr(dist.metadata, "get_payload") else ""
+        body = body or dist.metadata.get("Description") or ""
+        body = re.sub(r"```.*?```", " ", body, flags=re.S)
+        lines = [ln for ln in body.splitlines() if not re.match(r"\s*([#|<>!\[*=\-`$]|\.\.|http)", ln)]
+        text = re.sub(r"[`*_]+|\[([^\]]*)\]\([^)]*\)", r"\1", "\n".join(lines))
+        if len(text) >= min_chars:
+            texts.append(text)
+    return "\n\n".join(texts)
+
+
 def load_corpus(corpus: str | Path) -> list[str]:
-    """Sentences of a user corpus (a file or a folder of .txt/.md/.jsonl files, read in sorted order)."""
+    """Sentences of a user corpus (a file or a folder of .txt/.md/.jsonl files, read in sorted order).
+    The name `pkgdocs` gives the READMEs of the installed packages (real prose, offline)."""
+    if str(corpus) == "pkgdocs":
+        sentences = [s for s in split_sentences(package_docs_text()) if len(s.split()) >= 4 and not re.search(r"\d{4,}", s)]
+        if not sentences:
+            raise UserError("no installed package carries a README: pass --corpus with your own text files")
+        return sentences
     path = Path(corpus)
     if not path.exists():
         raise UserError(f"corpus {path} does not exist: pass a .txt/.md/.jsonl file or a folder of them")

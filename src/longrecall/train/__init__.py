@@ -1,0 +1,1 @@
+"""Training methods: LongLoRA (S²-Attn, LoRA+, position scaling), losses and recipes."""

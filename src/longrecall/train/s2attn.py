@@ -1,0 +1,186 @@
+"""LongLoRA's shifted sparse attention (S²-Attn), non-leaking, as a transformers attention function for training only.
+
+    OMP_NUM_THREADS=1 PYTHONPATH=src python -m pytest tests/train/test_s2attn.py -q
+
+Heads [0, H//2) attend causally inside groups [0,G), [G,2G), ...; heads [H//2, H) inside groups shifted by G/2
+with boundaries 0, G/2, 3G/2, ..., N (the first and last pieces are their own smaller groups, so nothing rolls
+around and no token sees the future). A sequence that fits in one group (G >= N) gets plain causal attention on
+every head: with a single group there is nothing for the shift to bridge. In eval mode the function is plain SDPA,
+so generation and evaluation always use full attention.
+"""
+from __future__ import annotations
+
+import os
+from collections import defaultdict
+
+import torch
+import torch.nn.functional as F
+
+from ..errors import UserError
+
+ATTN_NAME = "longrecall_s2attn"
+SUPPORTED = ("llama", "mistral", "qwen2")
+_PAD_FIX = (
+    "S²-Attn trains on packed sequences with batch 1 / no padding: pack your data (longrecall data pretrain) "
+    "or set s2attn: false"
+)
+
+
+def resolve_group_size(n: int, group_fraction: float = 0.25, group_size: int | None = None) -> int:
+    """Group size for a sequence of n tokens: fixed group_size, else int(n * group_fraction); at least 2, at most n."""
+    g = group_size if group_size else int(n * group_fraction)
+    return n if g < 2 or g >= n else g
+
+
+def group_bounds(n: int, g: int, shifted: bool) -> list[tuple[int, int]]:
+    """(start, end) of each group; the last group may be shorter. Shifted: 0, g/2, 3g/2, ..., n."""
+    if g >= n:
+        return [(0, n)]
+    starts = [0, *range(g // 2, n, g)] if shifted else list(range(0, n, g))
+    return list(zip(starts, starts[1:] + [n]))
+
+
+def s2attn_reference_mask(n: int, group_size: int, n_heads: int) -> torch.Tensor:
+    """Dense bool mask [heads, n, n] (True = query i may attend key j) of the pattern, for tests only."""
+    causal = torch.ones(n, n, dtype=torch.bool).tril()
+    masks = []
+    for shifted in (False, True):
+        gid = torch.empty(n, dtype=torch.long)
+        for i, (s, e) in enumerate(group_bounds(n, group_size, shifted)):
+            gid[s:e] = i
+        masks.append((gid[:, None] == gid[None, :]) & causal)
+    half = n_heads // 2
+    return torch.stack([masks[0]] * half + [masks[1]] * (n_heads - half))
+
+
+def _grouped_sdpa(q, k, v, bounds, scale, dropout):
+    """Causal SDPA inside each group, groups of one length stacked in the batch dim so the fused kernels run."""
+    by_len = defaultdict(list)
+    for s, e in bounds:
+        by_len[e - s].append(s)
+    pieces = {}
+    for length, starts in by_len.items():
+        def stack(x):
+            parts = [x[:, :, s : s + length] for s in starts]
+            return torch.cat(parts) if len(parts) > 1 else parts[0]
+
+        out = F.scaled_dot_product_attention(stack(q), stack(k), stack(v), dropout_p=dropout, is_causal=True, scale=scale)
+        pieces.update(zip(starts, out.split(q.shape[0])))
+    return torch.cat([pieces[s] for s, _ in bounds], dim=2) if len(bounds) > 1 else pieces[0]
+
+
+def _flash_varlen(q, k, v, halves, scale, dropout):
+    """CUDA path: flash-attn's varlen kernel takes the group boundaries as cu_seqlens (one call per head half)."""
+    from flash_attn import flash_attn_varlen_func
+
+    b, h, n, d = q.shape
+    outs = []
+    for (h0, h1), bounds in halves:
+        if h1 == h0:
+            continue
+        starts = torch.tensor([s for s, _ in bounds] + [n], dtype=torch.int32, device=q.device)
+        cu = torch.cat([starts[:-1] + i * n for i in range(b)] + [starts[-1:] + (b - 1) * n]).to(torch.int32)
+        longest = max(e - s for s, e in bounds)
+        flat = [x[:, h0:h1].transpose(1, 2).reshape(b * n, h1 - h0, d) for x in (q, k, v)]
+        outs.append(flash_attn_varlen_func(*flat, cu, cu, longest, longest, dropout, softmax_scale=scale, causal=True))
+    return torch.cat(outs, dim=1).reshape(b, n, h, d)
+
+
+def _use_flash(q) -> bool:
+    # LONGRECALL_S2ATTN_BACKEND=sdpa forces the fallback (to compare the two paths on a GPU).
+    if not q.is_cuda or q.dtype not in (torch.float16, torch.bfloat16) or os.environ.get("LONGRECALL_S2ATTN_BACKEND") == "sdpa":
+        return False
+    try:
+        import flash_attn  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _check_mask(mask, bounds_sets):
+    """A mask may only reach training if it is causal inside every group (e.g. a sliding window wider than G)."""
+    if mask.dtype != torch.bool:
+        raise UserError(_PAD_FIX)
+    for bounds in bounds_sets:
+        for s, e in bounds:
+            tri = torch.ones(e - s, e - s, dtype=torch.bool, device=mask.device).tril()
+            if not bool((mask[..., s:e, s:e] == tri).all()):
+                raise UserError(_PAD_FIX)
+
+
+def s2attn_forward(module, query, key, value, attention_mask, dropout=0.0, scaling=None, **kwargs):
+    """The attention function: (b, H, N, d) q and (b, Hkv, N, d) k/v in, (b, N, H, d) out, like transformers' sdpa."""
+    from transformers.integrations.sdpa_attention import repeat_kv, sdpa_attention_forward
+
+    n = query.shape[2]
+    if not module.training or n < 2:
+        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs)
+    if key.shape[2] != n:
+        raise UserError("S²-Attn got a key/value cache in training mode: call model.eval() to generate, or pass use_cache=False")
+    g = resolve_group_size(n, getattr(module, "s2attn_group_fraction", 0.25), getattr(module, "s2attn_group_size", None))
+    window = kwargs.get("sliding_window")
+    if window and window < g:
+        raise UserError(f"S²-Attn group size {g} exceeds the model's sliding window {window}: set group_size <= {window}")
+    h = query.shape[1]
+    halves = [((0, h // 2), group_bounds(n, g, False)), ((h // 2, h), group_bounds(n, g, True))]
+    if attention_mask is not None:
+        _check_mask(attention_mask, [bounds for _, bounds in halves])
+    # Grouped-query attention: expand k/v to every query head, since the head halves may split a k/v group.
+    key = repeat_kv(key, h // key.shape[1])
+    value = repeat_kv(value, h // value.shape[1])
+    if _use_flash(query):
+        return _flash_varlen(query, key, value, halves, scaling, dropout), None
+    outs = [
+        _grouped_sdpa(query[:, h0:h1], key[:, h0:h1], value[:, h0:h1], bounds, scaling, dropout)
+        for (h0, h1), bounds in halves
+        if h1 > h0
+    ]
+    return torch.cat(outs, dim=1).transpose(1, 2).contiguous(), None
+
+
+def _register() -> None:
+    from transformers import AttentionInterface
+    from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+
+    AttentionInterface.register(ATTN_NAME, s2attn_forward)
+    # The sdpa mask keeps padding masks for eval/generation (an unknown name would get no mask at all).
+    AttentionMaskInterface.register(ATTN_NAME, sdpa_mask)
+
+
+def _base(model):
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
+def _attention_modules(model):
+    return [m for m in model.modules() if type(m).__name__.endswith("Attention") and hasattr(m, "o_proj")]
+
+
+def enable_s2attn(model, group_fraction: float = 0.25, group_size: int | None = None):
+    """Switch a Llama/Mistral/Qwen2 model (or a peft wrapper of one) to S²-Attn for training; eval stays full attention."""
+    base = _base(model)
+    arch = getattr(base.config, "model_type", None)
+    if arch not in SUPPORTED:
+        raise UserError(f"S²-Attn supports {', '.join(SUPPORTED)}, not '{arch}': pick one of those models or set s2attn: false")
+    if group_size is not None and group_size < 2:
+        raise UserError(f"S²-Attn group_size must be >= 2, got {group_size}: raise it or leave it unset")
+    if group_size is None and not 0 < group_fraction <= 1:
+        raise UserError(f"S²-Attn group_fraction must be in (0, 1], got {group_fraction}: use 0.25 (LongLoRA's N/4)")
+    modules = _attention_modules(base)
+    if not modules:
+        raise UserError(f"no attention modules found in {type(base).__name__}: S²-Attn needs a transformers decoder; set s2attn: false")
+    _register()
+    for m in modules:
+        m.s2attn_group_fraction, m.s2attn_group_size = group_fraction, group_size
+    base.set_attn_implementation(ATTN_NAME)
+    return model
+
+
+def disable_s2attn(model):
+    """Back to plain SDPA attention (what evaluation and saving should see)."""
+    base = _base(model)
+    base.set_attn_implementation("sdpa")
+    for m in _attention_modules(base):
+        for attr in ("s2attn_group_fraction", "s2attn_group_size"):
+            if hasattr(m, attr):
+                delattr(m, attr)
+    return model
