@@ -1,0 +1,158 @@
+"""Sliding-window perplexity at several evaluation lengths, as LongLoRA reports it (windows of the length, stride 256).
+
+    longrecall eval ppl --model default --lengths 1024,4096 --stride 256 --max-windows 8 --output-dir runs/ppl
+
+Windows of `length` tokens start every `stride` tokens; the first window scores all its tokens, each later window
+only its last `stride` tokens, so every token is scored once with as much context as the window allows.
+`ppl` covers every scored token; `ppl_long` only the later windows' tokens (each seen with >= length − stride
+tokens of context), the figure that shows long-context modelling. The loss is computed from hidden states in
+chunks, so no fp32 N × vocab logits tensor ever exists (at 8k × 49k vocab that alone would be 1.6 GB).
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import time
+from pathlib import Path
+
+from ..errors import UserError
+
+log = logging.getLogger(__name__)
+HELDOUT_SEED = 1_000_003  # prose seed for perplexity text; training data generators must not use it
+
+
+def window_plan(n_tokens: int, length: int, stride: int, max_windows: int | None = None) -> list[tuple[int, int, int]]:
+    """[(begin, end, n_targets)]: windows [begin, end) whose last n_targets tokens are scored."""
+    if length < 2 or stride < 1 or stride > length:
+        raise UserError(f"need 2 <= length and 1 <= stride <= length (got length {length}, stride {stride}): fix --stride")
+    plan, prev_end = [], 0
+    for begin in range(0, n_tokens, stride):
+        end = min(begin + length, n_tokens)
+        plan.append((begin, end, end - prev_end))
+        prev_end = end
+        if end == n_tokens or (max_windows and len(plan) >= max_windows):
+            break
+    return plan
+
+
+def _parts(model):
+    """The decoder (hidden states) and the output head of a causal LM, peft-wrapped or not."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    decoder = base.get_decoder() if hasattr(base, "get_decoder") else base.model
+    return decoder, base.get_output_embeddings()
+
+
+def window_nll(model, ids, n_targets: int, chunk: int = 1024, autocast: bool = False) -> float:
+    """Sum of next-token NLL over the last n_targets tokens of `ids` (1-D LongTensor), head applied in chunks."""
+    import contextlib
+
+    import torch
+    import torch.nn.functional as F
+
+    decoder, head = _parts(model)
+    ctx = torch.autocast("cpu", dtype=torch.bfloat16) if autocast else contextlib.nullcontext()
+    n_targets = min(n_targets, len(ids) - 1)  # the first token of the text has nothing to be predicted from
+    with torch.inference_mode(), ctx:
+        hidden = decoder(input_ids=ids[None], use_cache=False).last_hidden_state[0]
+        total = 0.0
+        first = len(ids) - 1 - n_targets  # hidden state at position p predicts token p + 1
+        for start in range(first, len(ids) - 1, chunk):
+            stop = min(start + chunk, len(ids) - 1)
+            logits = head(hidden[start:stop]).float()
+            total += float(F.cross_entropy(logits, ids[start + 1:stop + 1], reduction="sum"))
+    return total
+
+
+def perplexity(model, token_ids, length: int, stride: int = 256, max_windows: int | None = 8, chunk: int = 1024,
+               autocast: bool = False) -> dict:
+    """Perplexity of `token_ids` at one evaluation length (see the module docstring for the windowing)."""
+    import torch
+
+    ids = torch.as_tensor(token_ids, dtype=torch.long)
+    plan = window_plan(len(ids), length, stride, max_windows)
+    nll = nll_long = 0.0
+    count = count_long = 0
+    t0 = time.perf_counter()
+    for i, (begin, end, n_targets) in enumerate(plan):
+        window = ids[begin:end]
+        n = min(n_targets, len(window) - 1)
+        value = window_nll(model, window, n, chunk, autocast)
+        nll, count = nll + value, count + n
+        if i > 0:
+            nll_long, count_long = nll_long + value, count_long + n
+    return {
+        "length": length,
+        "ppl": math.exp(nll / count),
+        "ppl_long": math.exp(nll_long / count_long) if count_long else None,
+        "tokens_scored": count,
+        "windows": len(plan),
+        "seconds": round(time.perf_counter() - t0, 3),
+    }
+
+
+def heldout_tokens(tokenizer, n_tokens: int, text: str | None = None, seed: int = HELDOUT_SEED) -> list[int]:
+    """Token ids of the user's text, or of generated prose (seed unused in training) grown until n_tokens fit."""
+    if text is not None:
+        return tokenizer(text, add_special_tokens=False)["input_ids"]
+    from ..niah.haystacks import prose_text
+
+    sentences = max(64, n_tokens // 12)
+    while True:
+        ids = tokenizer(prose_text(sentences, seed), add_special_tokens=False)["input_ids"]
+        if len(ids) >= n_tokens:
+            return ids[:n_tokens]
+        sentences *= 2
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", default="default", help="HF id, local folder, or 'default' (embedded SmolLM2-135M)")
+    parser.add_argument("--adapter", default=None, help="peft adapter folder written by `longrecall train`")
+    parser.add_argument("--lengths", default="1024,4096", help="comma-separated evaluation lengths in tokens")
+    parser.add_argument("--text", default=None, help="UTF-8 text file to evaluate on (default: held-out generated prose)")
+    parser.add_argument("--stride", type=int, default=256, help="window step; later windows score only their last stride tokens")
+    parser.add_argument("--max-windows", type=int, default=8, help="windows per length (bounds the cost)")
+    parser.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float32", "autocast"])
+    parser.add_argument("--chunk", type=int, default=1024, help="positions per output-head chunk (memory bound)")
+    parser.add_argument("--output-dir", default="runs/ppl", help="where perplexity.json and perplexity.png go")
+
+
+def main(args: argparse.Namespace) -> int:
+    from ..io import write_json
+    from ..models import load_model, load_tokenizer
+    from .backends import load_adapter, max_positions
+    from .plots import line_chart
+
+    lengths = sorted({int(x) for x in str(args.lengths).split(",") if x.strip()})
+    tok = load_tokenizer(args.model)
+    model = load_model(args.model, dtype="float32" if args.dtype == "autocast" else args.dtype)
+    if args.adapter:
+        model = load_adapter(model, args.adapter, args.model)
+    model.eval()
+    limit = max_positions(model.config)
+    text = None
+    if args.text:
+        path = Path(args.text)
+        if not path.exists():
+            raise UserError(f"text file {path} not found: check --text")
+        text = path.read_text(encoding="utf-8", errors="replace")
+    need = max(lengths) + args.stride * (args.max_windows - 1)
+    ids = heldout_tokens(tok, need, text)
+    results = []
+    for L in lengths:
+        if len(ids) < L:
+            raise UserError(f"the text has {len(ids)} tokens, fewer than length {L}: pass a longer --text or smaller --lengths")
+        beyond = limit is not None and L > limit
+        if beyond:
+            log.warning("length %d is beyond the model's %d positions: its perplexity is extrapolation", L, limit)
+        res = perplexity(model, ids, L, args.stride, args.max_windows, args.chunk, autocast=args.dtype == "autocast")
+        res["beyond_positions"] = beyond
+        results.append(res)
+        print(f"length {L}: ppl {res['ppl']:.3f} (long-context tokens {res['ppl_long'] or float('nan'):.3f}), {res['windows']} windows, {res['seconds']} s")
+    out = Path(args.output_dir)
+    write_json(out / "perplexity.json", {"model": args.model, "adapter": args.adapter, "text": args.text or f"prose seed {HELDOUT_SEED}",
+                                         "stride": args.stride, "max_windows": args.max_windows, "results": results})
+    series = {"ppl": {r["length"]: r["ppl"] for r in results}, "ppl_long": {r["length"]: r["ppl_long"] for r in results}}
+    line_chart(series, out / "perplexity.png", title="perplexity by evaluation length", ylabel="perplexity")
+    print(f"wrote {out / 'perplexity.json'}")
+    return 0
