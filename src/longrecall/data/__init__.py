@@ -1,0 +1,1 @@
+"""Training data builders: SFT, DPO, packed pretraining blocks, LIFT segments and auxiliary QA."""

@@ -1,0 +1,87 @@
+"""LIFT ingest + ask end to end on a tiny random model saved with the default tokenizer."""
+import json
+from argparse import Namespace
+from pathlib import Path
+
+import pytest
+import torch
+
+from longrecall.config import load_config
+from longrecall.lift import ask as ask_mod
+from longrecall.lift.ingest import IngestConfig, add_arguments, ingest, main, schedule
+from longrecall.models import load_tokenizer, tiny_model
+from longrecall.niah.haystacks import prose_text
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory):
+    tok = load_tokenizer("default")
+    folder = tmp_path_factory.mktemp("tiny")
+    model = tiny_model(len(tok))
+    with torch.no_grad():  # at the default init (std 0.02) logits are ~uniform and no adapter can move the loss visibly
+        for name, p in model.named_parameters():
+            if "norm" not in name:
+                p.mul_(5)
+    model.save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def text_file(tmp_path_factory):
+    p = tmp_path_factory.mktemp("input") / "notes.txt"
+    p.write_text(prose_text(25, 5) + " The archive key of Nora Hale is 5551234. " + prose_text(10, 6))
+    return p
+
+
+def _cfg(tiny_dir, **over):
+    base = {"model": str(tiny_dir), "lr": 1e-2, "stage1_epochs": 1, "stage2_epochs": 1}
+    return load_config(IngestConfig, CONFIGS / "lift-cpu-smoke.yaml", {**base, **over})
+
+
+@pytest.mark.parametrize("adapter,lr", [("gated", 1e-2), ("lora", 1e-3)])
+def test_ingest_then_ask(tiny_dir, text_file, tmp_path, adapter, lr):
+    out = tmp_path / "adapter"
+    m = ingest(text_file, out, _cfg(tiny_dir, adapter=adapter, lr=lr), progress=False)
+    files = {p.name for p in out.iterdir()}
+    weights = "gated_memory.safetensors" if adapter == "gated" else "adapter_model.safetensors"
+    assert {weights, "adapter_config.json", "lift_manifest.json", "context.json", "longrecall.json", "data"} <= files
+    saved = json.loads((out / "lift_manifest.json").read_text())
+    assert saved["input_sha256"] == m["input_sha256"] and saved["input_tokens"] > 128
+    assert saved["steps"] == len(saved["loss_history"]) > 0
+    assert {h["stage"] for h in saved["loss_history"]} == {1, 2}
+    assert saved["input_loss_after"] < saved["input_loss_before"] - 0.02  # the input is being stored
+    for mode in ("none", "truncated"):
+        answer = ask_mod.ask(out, "What is the archive key of Nora Hale?", mode, max_new_tokens=4)
+        assert isinstance(answer, str)
+
+
+def test_ask_warns_on_another_input(tiny_dir, text_file, tmp_path, capsys):
+    out = tmp_path / "adapter"
+    main(Namespace(input=str(text_file), model=str(tiny_dir), output_dir=str(out), config=str(CONFIGS / "lift-cpu-smoke.yaml"),
+                   adapter=None, qa=None, set=["max_steps=3", "loss_eval_segments=0"]))
+    assert "ingested" in capsys.readouterr().out
+    assert json.loads((out / "lift_manifest.json").read_text())["steps"] == 3
+    other = tmp_path / "other.txt"
+    other.write_text(prose_text(30, 9))
+    with pytest.warns(UserWarning, match="ingested from"):
+        ask_mod.main(Namespace(adapter=str(out), question="Who?", context="none", input=str(other), max_new_tokens=2))
+    assert ask_mod.check_input(ask_mod.read_manifest(out), text_file)
+
+
+def test_schedule_two_stages_and_shipped_configs(tiny_dir):
+    parts = {"segments": [{"kind": "segment", "id": i} for i in range(3)], "contextual": [], "qa": [{"kind": "qa", "id": 9}]}
+    order = schedule(parts, IngestConfig(stage1_epochs=2, stage2_epochs=1, qa_repeat=2))
+    assert [s for s, _, _ in order] == [1] * 6 + [2] * 5
+    assert all(r["kind"] == "segment" for s, _, r in order if s == 1)
+    assert sum(r["kind"] == "qa" for _, _, r in order) == 2
+    full = load_config(IngestConfig, CONFIGS / "lift-cpu.yaml")
+    assert full.adapter == "gated" and full.lr == 1e-3 and full.data.segment_length == 1024
+    import argparse
+
+    p = argparse.ArgumentParser()
+    add_arguments(p)
+    a = p.parse_args(["--input", "x", "--output-dir", "y", "--adapter", "lora", "--set", "data.qa=cloze"])
+    assert (a.adapter, a.set) == ("lora", ["data.qa=cloze"])
