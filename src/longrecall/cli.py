@@ -55,7 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _resolve(parser, argv):
     """Find the chosen command, let its module add its arguments, then parse for real."""
-    probe, _ = parser.parse_known_args(argv)
+    # Probe without -h so a subcommand's own arguments are added before its help is printed.
+    probe, _ = parser.parse_known_args([x for x in argv if x not in ("-h", "--help")])
     target = getattr(probe, "_target", None)
     if target is None:
         return None, parser.parse_args(argv)

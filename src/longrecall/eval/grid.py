@@ -50,10 +50,13 @@ class GridConfig:
     concurrency: int = 4  # openai backend parallel requests
     threshold: float = RULER_THRESHOLD  # effective-length threshold, percent
     output_dir: str = "runs/niah"
+    hops: int | None = None  # chain / vartrack hops (None: random 1-4 per sample)
+    n_needles: int | None = None  # all_needles / multivalue / multiquery count (None: the family's random default)
 
 
 # Fields that define what a results.jsonl measures: resuming with different values would mix two experiments.
-_IDENTITY = ("model", "adapter", "backend", "tokenizer", "haystack", "corpus", "needle_kind", "phrasing", "answer_prefix", "max_new_tokens")
+_IDENTITY = ("model", "adapter", "backend", "tokenizer", "haystack", "corpus", "needle_kind", "phrasing", "answer_prefix",
+             "max_new_tokens", "hops", "n_needles")
 
 
 def cell_key(row: dict) -> tuple:
@@ -70,7 +73,8 @@ def _spec(cfg: GridConfig, task: str, length: int, depth: float, seed: int):
     from ..niah import GenSpec
 
     return GenSpec(task=task, length=length, depth=depth, haystack=cfg.haystack, needle_kind=cfg.needle_kind, seed=seed,
-                   corpus=cfg.corpus, phrasing=cfg.phrasing, answer_prefix=cfg.answer_prefix)
+                   corpus=cfg.corpus, phrasing=cfg.phrasing, answer_prefix=cfg.answer_prefix, hops=cfg.hops,
+                   n_needles=cfg.n_needles)
 
 
 def read_done(path: Path) -> list[dict]:

@@ -1,0 +1,165 @@
+"""The LongLoRA recipe on a tiny random model: data/labels, training, exact resume, NaN stop, configs."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from transformers import TrainerCallback
+
+from longrecall.config import load_config
+from longrecall.errors import UserError
+from longrecall.models import load_tokenizer, tiny_model
+from longrecall.train.recipe import (
+    IGNORE_INDEX,
+    LongLoraConfig,
+    chat_example,
+    main,
+    mix_examples,
+    pretrain_examples,
+    train_longlora,
+    validate,
+)
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+
+
+def _chat(i: int) -> list[dict]:
+    return [{"role": "user", "content": f"Remember: the code is {4000 + i}. What is the code?"}, {"role": "assistant", "content": f"The code is {4000 + i}."}]
+
+
+@pytest.fixture(scope="module")
+def tok():
+    return load_tokenizer("default")
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory, tok):
+    root = tmp_path_factory.mktemp("recipe")
+    tiny_model(len(tok)).save_pretrained(root / "base")
+    tok.save_pretrained(root / "base")
+    (root / "sft.jsonl").write_text("".join(json.dumps({"messages": _chat(i)}) + "\n" for i in range(6)))
+    (root / "one.jsonl").write_text(json.dumps({"messages": _chat(0)}) + "\n")
+    (root / "pre.jsonl").write_text("".join(json.dumps({"text": f"Document {i}: rivers run to the sea. " * 12}) + "\n" for i in range(3)))
+    return root
+
+
+def _cfg(files, out, **kw) -> LongLoraConfig:
+    base = dict(model=str(files / "base"), sft=str(files / "sft.jsonl"), pretrain=str(files / "pre.jsonl"), max_length=96,
+                max_steps=4, save_steps=2, warmup_steps=0, lr=5e-3, output_dir=str(out))
+    return LongLoraConfig(**{**base, **kw})
+
+
+def test_chat_labels_cover_only_the_final_assistant_turn(tok):
+    msgs = [_chat(1)[0], {"role": "assistant", "content": "Noted."}, {"role": "user", "content": "Again?"}, {"role": "assistant", "content": "4001."}]
+    ex = chat_example(tok, msgs, max_length=512)
+    assert len(ex["input_ids"]) == len(ex["labels"])
+    first = next(i for i, lab in enumerate(ex["labels"]) if lab != IGNORE_INDEX)
+    assert all(lab == IGNORE_INDEX for lab in ex["labels"][:first])
+    assert ex["labels"][first:] == ex["input_ids"][first:]
+    assert tok.decode(ex["input_ids"][first:]).strip() == "4001.<|im_end|>"
+    assert "Noted." in tok.decode(ex["input_ids"][:first])  # earlier assistant turns are context, not targets
+    assert chat_example(tok, msgs, max_length=10) is None
+    with pytest.raises(UserError):
+        chat_example(tok, msgs[:1], max_length=512)
+
+
+def test_pretrain_packing_and_mix(tok):
+    rows = [{"text": "alpha beta gamma"}, {"text": "delta"}, {"input_ids": list(range(10))}]
+    blocks = pretrain_examples(tok, rows, max_length=4)
+    assert [b["input_ids"] for b in blocks[:3]] == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
+    stream = [t for b in blocks[3:] for t in b["input_ids"]]
+    assert stream.count(tok.eos_token_id) == 2 and all(len(b["input_ids"]) <= 4 for b in blocks)
+    assert all(b["labels"] == b["input_ids"] for b in blocks)
+    mixed = mix_examples([{"k": "p"}] * 2, [{"k": "s"}] * 8, mix=0.5, seed=0)
+    assert len(mixed) == 10 and sum(m["k"] == "s" for m in mixed) == 5
+
+
+def test_cli_trains_and_loss_decreases_on_a_repeated_sample(files, tmp_path):
+    out = tmp_path / "run"
+    preset = tmp_path / "p.yaml"
+    preset.write_text(f"model: {files / 'base'}\nsft: {files / 'one.jsonl'}\nmax_length: 96\nwarmup_steps: 0\nsave_steps: 100\n")
+    assert main(["--config", str(preset), "--output-dir", str(out), "--set", "max_steps=8", "--set", "lr=1e-2", "--set", "lora.rank=4"]) == 0
+    log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    losses = [row["loss"] for row in log if "loss" in row]
+    assert len(losses) == 8 and losses[-1] < 0.8 * losses[0]
+    assert (out / "loss.png").stat().st_size > 1000
+    assert json.loads((out / "adapter" / "adapter_config.json").read_text())["r"] == 4
+    info = json.loads((out / "adapter" / "longrecall_adapter.json").read_text())
+    assert info["steps"] == 8 and info["positions"]["factor"] == 1
+
+
+def test_resume_after_kill_gives_the_same_weights(files, tmp_path):
+    straight = train_longlora(_cfg(files, tmp_path / "straight", target_length=16384))
+
+    class Kill(Exception):
+        pass
+
+    class KillAtStep3(TrainerCallback):
+        def on_step_end(self, args, state, control, **kw):
+            if state.global_step == 3:
+                raise Kill
+
+    with pytest.raises(Kill):
+        train_longlora(_cfg(files, tmp_path / "killed", target_length=16384), callbacks=[KillAtStep3()])
+    assert (tmp_path / "killed" / "checkpoint-2").exists() and not (tmp_path / "killed" / "adapter").exists()
+    class CountSteps(TrainerCallback):
+        steps = []
+
+        def on_step_end(self, args, state, control, **kw):
+            self.steps.append(state.global_step)
+
+    resumed = train_longlora(_cfg(files, tmp_path / "killed", target_length=16384), callbacks=[CountSteps()])
+    assert CountSteps.steps == [3, 4]  # it resumed from checkpoint-2 rather than starting over
+    assert resumed["steps"] == straight["steps"] == 4
+    a = load_file(Path(straight["adapter"]) / "adapter_model.safetensors")
+    b = load_file(Path(resumed["adapter"]) / "adapter_model.safetensors")
+    assert a.keys() == b.keys() and any("embed_tokens" in k for k in a)
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    info = json.loads((Path(resumed["adapter"]) / "longrecall_adapter.json").read_text())
+    assert info["positions"]["factor"] == 2  # 16k target over the tiny model's 8k native context
+
+
+def test_memory_lean_loss_matches_transformers_loss(files, tmp_path):
+    from longrecall.train.losses import chunked_lm_loss
+    from longrecall.train.recipe import _final_hidden, build_model
+
+    model = build_model(_cfg(files, tmp_path, s2attn=False))
+    ids = torch.randint(0, model.config.vocab_size, (1, 40), generator=torch.Generator().manual_seed(0))
+    labels = ids.clone()
+    labels[:, :9] = IGNORE_INDEX
+    ours = chunked_lm_loss(_final_hidden(model, ids), model.get_output_embeddings(), labels, chunk_size=7)
+    assert torch.allclose(ours, model(input_ids=ids, labels=labels).loss, atol=1e-5)
+
+
+def test_nan_loss_stops_with_a_user_error(files, tmp_path):
+    with pytest.raises(UserError, match="lower lr"):
+        train_longlora(_cfg(files, tmp_path / "nan", lr=1e30, max_steps=6, save_steps=100))
+
+
+def test_config_errors_are_user_errors(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("sft: x.jsonl\nlerning_rate: 0.1\n")
+    with pytest.raises(UserError, match="unknown config key"):
+        load_config(LongLoraConfig, bad)
+    with pytest.raises(UserError, match="no training data"):
+        validate(LongLoraConfig())
+    with pytest.raises(UserError, match="target_length"):
+        validate(LongLoraConfig(sft="x", max_length=4096, target_length=2048))
+
+
+@pytest.mark.parametrize("path", sorted(CONFIGS.glob("longlora-*.yaml")), ids=lambda p: p.name)
+def test_every_longlora_preset_validates(path):
+    validate(load_config(LongLoraConfig, path))
+
+
+@pytest.mark.parametrize("name", ["fsdp.yaml", "deepspeed_zero2.yaml"])
+def test_accelerate_configs_parse(name):
+    # Only parsed: multi-GPU launches cannot run on these CPU machines.
+    from accelerate.commands.config.config_args import ClusterConfig
+
+    cfg = ClusterConfig.from_yaml_file(CONFIGS / "accelerate" / name)
+    assert cfg.mixed_precision == "bf16" and cfg.num_processes > 1
