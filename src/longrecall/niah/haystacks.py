@@ -66,13 +66,13 @@ _TEMPLATES = [
     "{T}, {s} {V} {o}.",
     "{C}, {s} {adv} {V} {o} {P}.",
     "The {adj} {noun} {P} was where {s} {V} {o}.",
-    "Nobody expected that {s} would have {V} {o} {T}.",
-    "{S} felt {feel} after having {V} {o}.",
+    "Nobody expected that {s} {V} {o} {t}.",
+    "{S} felt {feel} after they {V} {o}.",
     "It was a {adj} {noun}, and {s} {adv} {V} {o}.",
     "{C}, the {adj} {noun} grew {adj2} as {s} {V} {o}.",
     "Some say {s} {V} {o} only because the {noun} was {adj}.",
     "{S} {V} {o}, then walked {P} feeling {feel}.",
-    "Whenever the {noun} turned {adj}, {s} {V} {o} {T}.",
+    "Whenever the {noun} turned {adj}, {s} {V} {o} {t}.",
     "Was it {s} who {V} {o} {P}? Nobody could say.",
 ]
 
@@ -90,7 +90,7 @@ def prose_block(n: int, rng: np.random.Generator) -> list[str]:
     out = []
     for i in range(n):
         s, o, t, v, p, tm, c, adv, adj, adj2, noun, feel = (slot[ix[i]] for slot, ix in zip(_SLOTS, idx))
-        out.append(t.format(S=_cap(s), s=s, V=v, O=o, o=o, P=p, T=_cap(tm), C=c, adv=adv, adj=adj, adj2=adj2, noun=noun, feel=feel))
+        out.append(t.format(S=_cap(s), s=s, V=v, O=o, o=o, P=p, T=_cap(tm), t=tm, C=c, adv=adv, adj=adj, adj2=adj2, noun=noun, feel=feel))
     return out
 
 
