@@ -23,6 +23,7 @@ COMMANDS = [
     (("data", "lift"), "longrecall.data.lift", "add_arguments", "main", "LIFT segments and auxiliary QA for one long input"),
     (("train", "longlora"), "longrecall.train.recipe", "add_arguments", "main", "LongLoRA: S2-Attn + LoRA + embeddings/norms + position scaling"),
     (("train", "dpo"), "longrecall.train.dpo", "add_arguments", "main", "DPO with the same adapter setup"),
+    (("train", "grpo"), "longrecall.rl.grpo", "add_arguments", "main", "GRPO on the NIAH reward (TRL, or consuming Atropos' API)"),
     (("train", "merge"), "longrecall.train.lora_plus", "add_merge_arguments", "merge_main", "merge an adapter into a full model folder"),
     (("eval", "niah"), "longrecall.eval.grid", "add_arguments", "main", "NIAH grid: heatmaps, family scores, effective length"),
     (("eval", "ppl"), "longrecall.eval.perplexity", "add_arguments", "main", "perplexity by length (sliding windows)"),

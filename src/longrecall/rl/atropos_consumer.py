@@ -1,0 +1,225 @@
+"""The trainer side of Atropos: register with `run-api`, pull scored groups, apply a group-normalized policy gradient.
+
+    run-api --port 8010 &                                   # the in-memory queue
+    longrecall serve --model default --port 8000 &          # the policy server the env samples from
+    longrecall train grpo --config configs/grpo-cpu-smoke.yaml --via atropos --set atropos.api_url=http://127.0.0.1:8010 &
+    python -m longrecall.env.niah_env serve --env.rollout_server_url http://127.0.0.1:8010 --env.group_size 4 \
+        --env.lengths 256,512 --openai.base_url http://127.0.0.1:8000/v1 --openai.model_name MODEL_DIR
+
+The env's groups (tokens, masks with -100 outside the answer, scores) become token-level advantages: each group's
+scores minus their mean, over their standard deviation (GRPO). A group whose scores are all equal carries no signal:
+it is skipped and counted. The update is REINFORCE with that baseline, i.e. GRPO's clipped objective at its first
+iteration (ratio 1), normalized by the batch's answer tokens. The policy server is not updated here: rollouts come
+from the weights it was started with, so restart it from a saved adapter for longer runs (on-policy only at first).
+"""
+from __future__ import annotations
+
+import json
+import math
+import socket
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import UserError
+
+IGNORE = -100
+_START_API = "start it with `run-api --port PORT` (atroposlib) or fix atropos.api_url"
+
+
+@dataclass
+class AtroposConfig:
+    api_url: str = "http://127.0.0.1:8010"
+    """The Atropos API (`run-api`); keep it off the policy server's port (`longrecall serve` uses 8000)."""
+    batch_size: int = 8
+    """Sequences per /batch, a multiple of the env's group_size (8 = two groups of 4)."""
+    max_token_len: int = 2048
+    """Longest sequence the env may send (it drops longer groups); above your longest prompt + answer."""
+    wait_timeout: float = 600.0
+    """Seconds without a batch before giving up: the environment is not producing (not started, or its server is down)."""
+    poll_interval: float = 2.0
+    """Seconds between /batch polls while the queue is short."""
+    request_timeout: float = 30.0
+    """Seconds one HTTP request to the API may take."""
+    retries: int = 3
+    """Attempts per request before the API counts as not running."""
+    max_no_signal: int = 20
+    """Batches in a row whose groups all have equal rewards before stopping (no learning signal)."""
+
+
+# ---------------------------------------------------------------- the batch -> loss math (pure)
+
+def group_advantages(scores: list[float], eps: float = 1e-4) -> list[float] | None:
+    """(score - mean) / (std + eps) for one group; None when every score is equal (no signal)."""
+    if len(scores) < 2 or max(scores) - min(scores) < 1e-9:
+        return None
+    mean = sum(scores) / len(scores)
+    std = math.sqrt(sum((s - mean) ** 2 for s in scores) / (len(scores) - 1))
+    return [(s - mean) / (std + eps) for s in scores]
+
+
+def batch_to_examples(batch: list[dict]) -> tuple[list[dict], dict]:
+    """Scored groups -> [{tokens, weights}] with a per-token advantage on answer tokens (0 elsewhere), and stats.
+
+    weights[i] is the advantage of predicting tokens[i] (mask[i] != -100); an env-supplied per-token `advantages`
+    list replaces the group-normalized one.
+    """
+    examples, stats = [], {"groups": len(batch), "skipped_equal": 0, "sequences": 0, "rewards": []}
+    for group in batch:
+        scores = [float(s) for s in group["scores"]]
+        stats["rewards"] += scores
+        given = group.get("advantages")
+        adv = None if given else group_advantages(scores)
+        if adv is None and not given:
+            stats["skipped_equal"] += 1
+            continue
+        for i, (tokens, mask) in enumerate(zip(group["tokens"], group["masks"])):
+            if len(tokens) != len(mask):
+                raise UserError(f"a scored group has {len(tokens)} tokens but {len(mask)} mask entries: fix the environment's tokenization")
+            per_tok = given[i] if given else [adv[i]] * len(tokens)
+            weights = [float(a) if m != IGNORE else 0.0 for a, m in zip(per_tok, mask)]
+            if any(weights):
+                examples.append({"tokens": list(tokens), "weights": weights})
+                stats["sequences"] += 1
+    return examples, stats
+
+
+def pg_loss(logps, weights, n_tokens: int):
+    """-sum(advantage * log p(token)) / answer tokens: the policy-gradient surrogate (tensors of equal shape)."""
+    return -(weights * logps).sum() / max(n_tokens, 1)
+
+
+def sequence_logps(model, tokens: list[int], keep: int | None = None):
+    """log p(tokens[i] | tokens[:i]) for the last `keep` tokens (default: all but the first), shape [keep].
+
+    Only those positions' logits are computed (logits_to_keep), never the whole sequence x vocabulary.
+    """
+    import torch
+
+    keep = keep or len(tokens) - 1
+    ids = torch.tensor([tokens], device=model.device)
+    logits = model(input_ids=ids[:, :-1], use_cache=False, logits_to_keep=keep).logits.float()
+    return torch.log_softmax(logits, -1).gather(-1, ids[:, -keep:, None])[0, :, 0]
+
+
+def batch_loss(model, examples: list[dict], bf16: bool = False) -> float:
+    """Backward the policy-gradient loss of a batch, one unpadded sequence at a time (S²-Attn-safe); returns it."""
+    import torch
+
+    n_tokens = sum(sum(1 for w in ex["weights"] if w) for ex in examples)
+    total = 0.0
+    for ex in examples:
+        first = next(i for i, w in enumerate(ex["weights"]) if w)  # answers end the sequence: score from there
+        keep = len(ex["tokens"]) - max(first, 1)
+        with torch.autocast(model.device.type, dtype=torch.bfloat16, enabled=bf16):
+            lp = sequence_logps(model, ex["tokens"], keep)
+        loss = pg_loss(lp, torch.tensor(ex["weights"][-keep:], device=lp.device), n_tokens)
+        loss.backward()
+        total += float(loss.detach())
+    return total
+
+
+# ---------------------------------------------------------------- the API client (bounded retries)
+
+def _request(cfg: AtroposConfig, path: str, body: dict | None = None) -> dict:
+    url = cfg.api_url.rstrip("/") + path
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"}, method="POST" if body is not None else "GET")
+    error = None
+    for attempt in range(max(1, cfg.retries)):
+        try:
+            with urllib.request.urlopen(req, timeout=cfg.request_timeout) as resp:
+                return json.loads(resp.read().decode("utf-8"))
+        except urllib.error.HTTPError as e:  # the API answered: retrying will not help
+            raise UserError(f"the Atropos API at {cfg.api_url} refused {path} (HTTP {e.code}): check that it is atroposlib's `run-api`") from None
+        except (urllib.error.URLError, ConnectionError, TimeoutError, socket.timeout) as e:
+            error = getattr(e, "reason", e)
+            time.sleep(min(2.0**attempt * 0.2, 5.0))
+    raise UserError(f"no Atropos API answers at {cfg.api_url} ({error}): {_START_API}")
+
+
+def register(cfg: AtroposConfig, num_steps: int, out_dir: str = "") -> int:
+    """POST /register as the trainer; returns the trainer uuid. The env can register only after this."""
+    reply = _request(cfg, "/register", {
+        "wandb_group": "longrecall", "wandb_project": "longrecall", "batch_size": cfg.batch_size,
+        "max_token_len": cfg.max_token_len, "checkpoint_dir": out_dir, "save_checkpoint_interval": -1,
+        "starting_step": 0, "num_steps": num_steps,
+    })
+    return int(reply["uuid"])
+
+
+def fetch_batch(cfg: AtroposConfig, sleep=time.sleep, clock=time.monotonic) -> list[dict]:
+    """GET /batch until the API has `batch_size` sequences; a UserError after wait_timeout seconds without one."""
+    start = clock()
+    while True:
+        reply = _request(cfg, "/batch")
+        if reply.get("status") == "error":  # the API restarted and forgot us
+            raise UserError(f"the Atropos API at {cfg.api_url} does not know this trainer ({reply.get('message')}): restart the training command")
+        if reply.get("batch"):
+            return reply["batch"]
+        if clock() - start >= cfg.wait_timeout:
+            status = _request(cfg, "/status")
+            raise UserError(
+                f"no scored groups from the environment in {cfg.wait_timeout:g}s (queue: {status.get('queue_size', 0)} groups, "
+                f"batch_size {cfg.batch_size}): start `python -m longrecall.env.niah_env serve --env.rollout_server_url {cfg.api_url}` against a "
+                "running policy server, and make batch_size a multiple of its group_size"
+            )
+        sleep(cfg.poll_interval)
+
+
+# ---------------------------------------------------------------- the loop (thin glue)
+
+def train_atropos(cfg) -> dict:
+    """Register, then for max_steps batches: advantages, one optimizer step; writes adapter/, log and curve."""
+    import torch
+    from tqdm.auto import tqdm
+
+    from ..config import to_dict
+    from .grpo import HAVE_LORA_PLUS, build_policy, save_policy, write_logs
+
+    a = cfg.atropos
+    out = Path(cfg.output_dir)
+    model, tokenizer = build_policy(cfg)
+    model.train()
+    if HAVE_LORA_PLUS and not cfg.adapter:
+        from ..train.lora_plus import param_groups
+        groups = param_groups(model, cfg.lora, cfg.lr)
+    else:
+        groups = [{"params": [p for p in model.parameters() if p.requires_grad], "lr": cfg.lr}]
+    opt = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=0.0)
+    params = [p for g in groups for p in g["params"]]
+    register(a, cfg.max_steps, str(out))
+    history, no_signal, step = [], 0, 0
+    bar = tqdm(total=cfg.max_steps, desc="grpo (atropos)")
+    while step < cfg.max_steps:
+        examples, stats = batch_to_examples(fetch_batch(a))
+        reward = sum(stats["rewards"]) / max(len(stats["rewards"]), 1)
+        row = {"batch_groups": stats["groups"], "skipped_equal": stats["skipped_equal"], "reward": reward}
+        if not examples:
+            no_signal += 1
+            history.append({**row, "step": step, "trained": False})
+            if no_signal >= a.max_no_signal:
+                raise UserError(f"{no_signal} batches in a row had equal rewards in every group (no learning signal): raise the env's "
+                                "temperature, use easier/shorter tasks, or start from an SFT adapter (adapter: ...)")
+            continue
+        no_signal = 0
+        for g in opt.param_groups:  # linear warmup, then constant
+            g["lr"] = g.setdefault("base_lr", g["lr"]) * min(1.0, (step + 1) / max(cfg.warmup_steps, 1))
+        loss = batch_loss(model, examples, cfg.bf16)
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm))
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        step += 1
+        history.append({**row, "step": step, "trained": True, "loss": loss, "grad_norm": grad_norm, "sequences": stats["sequences"]})
+        bar.update(1)
+        bar.set_postfix(reward=f"{reward:.3f}", skipped=stats["skipped_equal"])
+        if step % cfg.save_steps == 0:
+            write_logs(history, out, "GRPO (Atropos consumer) on the NIAH reward")
+    bar.close()
+    adapter = save_policy(model, tokenizer, out, {"recipe": "grpo-atropos", "config": to_dict(cfg), "steps": step}, s2attn=cfg.s2attn)
+    write_logs(history, out, "GRPO (Atropos consumer) on the NIAH reward")
+    rewards = [h["reward"] for h in history if h.get("trained")]
+    return {"adapter": str(adapter), "steps": step, "rewards": rewards, "skipped_equal": sum(h["skipped_equal"] for h in history),
+            "log": str(out / "train_log.jsonl"), "plot": str(out / "reward.png")}

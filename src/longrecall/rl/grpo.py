@@ -1,0 +1,372 @@
+"""GRPO on the NIAH reward: TRL's GRPOTrainer (or the Atropos consumer) on the LongLoRA adapter setup.
+
+    longrecall train grpo --config configs/grpo-cpu-smoke.yaml [--via trl|atropos] [--set key=value ...]
+
+Prompts come from the generator (train phrasing pool); each dataset row carries its sample's scoring fields as a JSON
+column, which TRL hands to `niah_reward` as a keyword argument, so the reward is exactly `niah.score`. The policy is
+the base model + position scaling + LoRA+ (LoRA, embeddings, norms) or an SFT adapter to continue, S²-Attn optional.
+Outputs next to the recipe's: adapter/, train_log.jsonl, reward.png, config.yaml.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from ..config import to_dict
+from ..errors import UserError
+from ..io import atomic_open, write_jsonl
+from ..niah import FAMILIES, GenSpec, generate_samples, score
+from .atropos_consumer import AtroposConfig
+
+try:  # the LongLoRA adapter setup; plain peft LoRA (attention only) when train/ is absent
+    from ..train.lora_plus import LoraPlusConfig, load_adapter, param_groups, peft_config_for, save_adapter
+    HAVE_LORA_PLUS = True
+except ImportError:  # pragma: no cover - train/ ships with the package
+    HAVE_LORA_PLUS = False
+
+    @dataclass
+    class LoraPlusConfig:  # same keys as train.lora_plus, so presets load either way
+        rank: int = 8
+        alpha: int = 16
+        dropout: float = 0.0
+        targets: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
+        mlp: bool = False
+        train_embeddings: bool = True
+        train_norms: bool = True
+        embed_lr: float | None = None
+        norm_lr: float | None = None
+
+SCORING_KEYS = ("id", "task", "answers", "metric", "chain", "needles", "value_kind")
+VIAS = ("trl", "atropos")
+
+
+@dataclass
+class GrpoConfig:
+    model: str = "default"
+    """Base model: 'default' (embedded SmolLM2-135M-Instruct), a local folder or a hub id."""
+    adapter: str | None = None
+    """Adapter folder of an SFT run (e.g. runs/longlora-cpu/adapter) to continue with RL; None: a fresh LoRA+ adapter."""
+    via: str = "trl"
+    """trl: TRL generates and scores in-process; atropos: pull scored groups from an Atropos API (`run-api`)."""
+    tasks: list[str] = field(default_factory=lambda: ["single"])
+    """Task families to draw prompts from (niah.FAMILIES)."""
+    lengths: list[int] = field(default_factory=lambda: [256, 512])
+    """Prompt lengths in tokens (answer budget included)."""
+    depths: list[float] = field(default_factory=lambda: [0.1, 0.3, 0.5, 0.7, 0.9])
+    """Needle depths to draw from."""
+    haystacks: list[str] = field(default_factory=lambda: ["noise"])
+    """Haystack kinds: noise | prose | needles."""
+    needle_kinds: list[str] = field(default_factory=lambda: ["number"])
+    """Value kinds: number | word | uuid."""
+    phrasing: str = "train"
+    """Phrasing pool of the training prompts (keep 'train': held-out phrasings are for evaluation)."""
+    answer_prefix: bool = True
+    """Append the RULER-style answer opening after the generation prompt (what `longrecall eval niah` asks with)."""
+    n_prompts: int = 32
+    """Distinct samples in the training set (repeated as epochs when max_steps needs more)."""
+    num_generations: int = 4
+    """Group size G: completions per prompt; advantages are normalized within each group."""
+    prompts_per_step: int = 1
+    """Groups per optimizer step (gradient accumulation over prompts)."""
+    max_completion_length: int | None = None
+    """Max new tokens per completion (None: the largest answer budget among the samples)."""
+    temperature: float = 1.0
+    """Sampling temperature of the rollouts (a group needs different answers to carry a signal)."""
+    top_p: float = 1.0
+    """Nucleus sampling of the rollouts."""
+    lora: LoraPlusConfig = field(default_factory=LoraPlusConfig)
+    """LoRA+ settings for a fresh adapter (ignored with `adapter:`)."""
+    s2attn: bool = False
+    """Shifted sparse attention in the training forward (generation always uses full attention)."""
+    group_fraction: float = 0.25
+    """S²-Attn group size as a fraction of each sequence."""
+    target_length: int | None = None
+    """Context to scale RoPE positions to (LongLoRA's linear interpolation); None keeps the native positions."""
+    scaling_method: str = "linear"
+    """Position scaling: linear | yarn."""
+    lr: float = 1e-5
+    """Learning rate (constant after warmup)."""
+    warmup_steps: int = 0
+    """Linear warmup steps."""
+    beta: float = 0.0
+    """KL coefficient against the starting policy (0: no reference model, TRL's default)."""
+    loss_type: str = "dapo"
+    """TRL loss aggregation: dapo | grpo | dr_grpo | bnpo (trl path only)."""
+    scale_rewards: str = "group"
+    """Advantage scaling: group (GRPO) | batch | none (Dr. GRPO)."""
+    max_steps: int = 4
+    """Optimizer steps."""
+    max_grad_norm: float = 1.0
+    """Gradient clipping norm."""
+    bf16: bool = True
+    """bf16 autocast (CPU too); weights and optimizer stay fp32."""
+    gradient_checkpointing: bool = False
+    """Recompute activations in backward (worth it past a few thousand tokens)."""
+    use_vllm: bool = False
+    """Generate with vLLM (GPU only; TRL's server mode: start `trl vllm-serve --model MODEL` first)."""
+    vllm_server_base_url: str | None = None
+    """vLLM server URL for use_vllm, e.g. http://127.0.0.1:8001."""
+    save_steps: int = 50
+    """Checkpoint every this many steps (trl path resumes from the newest one in output_dir)."""
+    seed: int = 0
+    """Seeds the prompts, the adapter init and sampling."""
+    output_dir: str = "runs/grpo"
+    """Where adapter/, train_log.jsonl, reward.png and config.yaml go."""
+    atropos: AtroposConfig = field(default_factory=AtroposConfig)
+    """The Atropos API consumer's settings (via: atropos)."""
+
+
+def validate(cfg: GrpoConfig) -> GrpoConfig:
+    checks = [
+        (cfg.via in VIAS, f"via must be one of {', '.join(VIAS)}, got '{cfg.via}'"),
+        (all(t in FAMILIES for t in cfg.tasks) and cfg.tasks, f"tasks must be families from {', '.join(FAMILIES)}, got {cfg.tasks}"),
+        (cfg.num_generations >= 2, f"num_generations must be >= 2 (GRPO compares answers within a group), got {cfg.num_generations}"),
+        (cfg.n_prompts >= 1 and cfg.prompts_per_step >= 1 and cfg.max_steps >= 1, "n_prompts, prompts_per_step and max_steps must be >= 1"),
+        (cfg.lr > 0, f"lr must be positive, got {cfg.lr}: use 1e-5"),
+        (cfg.temperature > 0, f"temperature must be > 0 for sampled groups, got {cfg.temperature}: use 1.0"),
+        (HAVE_LORA_PLUS or not cfg.adapter, "adapter: needs longrecall.train.lora_plus (missing): unset adapter"),
+        (not cfg.use_vllm or cfg.vllm_server_base_url, "use_vllm needs vllm_server_base_url (start `trl vllm-serve --model MODEL`)"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise UserError(message)
+    return cfg
+
+
+# ---------------------------------------------------------------- data and reward (pure)
+
+def draw_specs(cfg: GrpoConfig) -> list[GenSpec]:
+    """n_prompts seeded specs over the configured tasks, lengths, depths and haystacks."""
+    specs = []
+    for i in range(cfg.n_prompts):
+        rng = random.Random(f"grpo:{cfg.seed}:{i}")
+        specs.append(GenSpec(task=rng.choice(cfg.tasks), length=rng.choice(cfg.lengths), depth=rng.choice(cfg.depths),
+                             haystack=rng.choice(cfg.haystacks), needle_kind=rng.choice(cfg.needle_kinds),
+                             seed=cfg.seed * 1_000_003 + i, phrasing=cfg.phrasing, answer_prefix=cfg.answer_prefix))
+    return specs
+
+
+def prompt_text(tokenizer, sample) -> str:
+    """The chat-formatted prompt (+ answer prefix) exactly as the generator measured it."""
+    text = tokenizer.apply_chat_template(sample.messages(), tokenize=False, add_generation_prompt=True)
+    return (text if isinstance(text, str) else text[0]) + sample.answer_prefix
+
+
+def build_rows(cfg: GrpoConfig, tokenizer) -> list[dict]:
+    """Dataset rows {"prompt": text, "sample": JSON of the scoring fields} (TRL passes extra columns to rewards)."""
+    samples = generate_samples(draw_specs(cfg), tokenizer)
+    return [{"prompt": prompt_text(tokenizer, s), "sample": json.dumps({k: getattr(s, k) for k in SCORING_KEYS}),
+             "answer_budget": s.answer_budget} for s in samples]
+
+
+def _text(completion) -> str:
+    return completion[-1]["content"] if isinstance(completion, list) else str(completion)
+
+
+def niah_reward(completions, sample, **_) -> list[float]:
+    """TRL reward function: `niah.score` of each completion against the sample (JSON column) it answers."""
+    return [score(json.loads(s) if isinstance(s, str) else s, _text(c)) for c, s in zip(completions, sample)]
+
+
+# ---------------------------------------------------------------- model (thin glue)
+
+def build_policy(cfg: GrpoConfig):
+    """(peft model, tokenizer): base + position scaling + LoRA+ or the SFT adapter, S²-Attn if asked."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import set_seed
+
+    from ..models import load_model, load_tokenizer
+
+    set_seed(cfg.seed)
+    tokenizer = load_tokenizer(cfg.model)
+    base = load_model(cfg.model)
+    if cfg.target_length:
+        from ..train.positions import apply_position_scaling
+        apply_position_scaling(base, cfg.target_length, cfg.scaling_method)
+    base.config.use_cache = True
+    if cfg.adapter:  # continue the SFT adapter (its own position scaling is restored by load_adapter)
+        model = load_adapter(base, cfg.adapter, trainable=True)
+    elif HAVE_LORA_PLUS:
+        model = get_peft_model(base, peft_config_for(base, cfg.lora))
+    else:
+        print("note: longrecall.train.lora_plus missing: plain peft LoRA on attention, embeddings and norms frozen")
+        model = get_peft_model(base, LoraConfig(r=cfg.lora.rank, lora_alpha=cfg.lora.alpha, target_modules=cfg.lora.targets, task_type="CAUSAL_LM"))
+    if cfg.s2attn:
+        from ..train.s2attn import enable_s2attn
+        enable_s2attn(model, group_fraction=cfg.group_fraction)
+    return model, tokenizer
+
+
+def save_policy(model, tokenizer, out: Path, extra: dict, s2attn: bool = False) -> Path:
+    """The adapter folder, like the LongLoRA recipe's (position scaling recorded next to it); full attention restored."""
+    if s2attn:
+        from ..train.s2attn import disable_s2attn
+        disable_s2attn(model)
+    if HAVE_LORA_PLUS:
+        return save_adapter(model, out / "adapter", extra, tokenizer=tokenizer)
+    model.save_pretrained(out / "adapter")
+    tokenizer.save_pretrained(out / "adapter")
+    return out / "adapter"
+
+
+def write_logs(history: list[dict], out: Path, title: str) -> None:
+    """train_log.jsonl and reward.png (mean group reward per optimizer step)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    write_jsonl(out / "train_log.jsonl", history)
+    points = [(h["step"], h["reward"]) for h in history if "reward" in h and "step" in h and h.get("trained", True)]
+    if not points:
+        return
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.plot(*zip(*points), marker="." if len(points) < 50 else None)
+    ax.set(xlabel="optimizer step", ylabel="mean reward (niah.score)", title=title, ylim=(-0.02, 1.02))
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    with atomic_open(out / "reward.png", "wb") as fh:
+        fig.savefig(fh, format="png", dpi=110)
+    plt.close(fig)
+
+
+def _trainer_cls():
+    import torch
+    from trl import GRPOTrainer
+
+    class NiahGRPOTrainer(GRPOTrainer):
+        """GRPOTrainer + LoRA+ learning-rate groups, eval-mode generation, and unpadded rows for S²-Attn."""
+
+        def __init__(self, *args, lora_cfg=None, unpadded: bool = False, **kwargs):
+            self.lora_cfg, self.unpadded = lora_cfg, unpadded
+            super().__init__(*args, **kwargs)
+
+        def create_optimizer(self, model=None):
+            if self.optimizer is None and HAVE_LORA_PLUS and self.lora_cfg is not None:
+                groups = param_groups(self.model, self.lora_cfg, self.args.learning_rate, self.args.weight_decay)
+                self.optimizer = torch.optim.AdamW(groups, lr=self.args.learning_rate, betas=(self.args.adam_beta1, self.args.adam_beta2), eps=self.args.adam_epsilon)
+            return super().create_optimizer(model) if self.optimizer is None else self.optimizer
+
+        def _generate_single_turn(self, *args, **kwargs):
+            # Rollouts see the model as evaluation does: full attention (S²-Attn is training-only), no dropout.
+            was = self.model.training
+            self.model.eval()
+            try:
+                return super()._generate_single_turn(*args, **kwargs)
+            finally:
+                self.model.train(was)
+
+        def _get_per_token_logps_and_entropies(self, model, input_ids, attention_mask, logits_to_keep, batch_size=None, compute_entropy=False, **kw):
+            if not self.unpadded:
+                return super()._get_per_token_logps_and_entropies(model, input_ids, attention_mask, logits_to_keep, batch_size, compute_entropy, **kw)
+            # S²-Attn refuses padding (its groups must hold real tokens): score each row without its pads. A row is
+            # [left pads][prompt][completion][right pads], so its real tokens are one contiguous span.
+            rows, ents, aux = [], [], []
+            for i in range(input_ids.shape[0]):
+                ids = input_ids[i][attention_mask[i].bool()][None]
+                n = int(attention_mask[i, -logits_to_keep:].sum())
+                lp, ent, a = super()._get_per_token_logps_and_entropies(model, ids, torch.ones_like(ids), max(n, 1), 1, compute_entropy, **kw)
+                pad = (0, logits_to_keep - max(n, 1))  # right pads are masked out of the loss by completion_mask
+                rows.append(torch.nn.functional.pad(lp[0], pad))
+                ents += [torch.nn.functional.pad(ent[0], pad)] if compute_entropy else []
+                aux += [a] if a is not None else []
+            return torch.stack(rows), (torch.stack(ents) if compute_entropy else None), (torch.stack(aux).mean() if aux else None)
+
+    return NiahGRPOTrainer
+
+
+def make_trainer(cfg: GrpoConfig, callbacks: list | None = None):
+    """(NiahGRPOTrainer, tokenizer) ready to train: policy, prompts from the generator, niah_reward, GRPOConfig."""
+    import torch
+    from datasets import Dataset
+    from trl import GRPOConfig
+
+    model, tokenizer = build_policy(cfg)
+    rows = build_rows(cfg, tokenizer)
+    budgets = [r.pop("answer_budget") for r in rows]
+    tokenizer.padding_side = "left"  # TRL pads prompts on the left for generation
+    args = GRPOConfig(
+        output_dir=cfg.output_dir, max_steps=cfg.max_steps, per_device_train_batch_size=cfg.num_generations,
+        gradient_accumulation_steps=cfg.prompts_per_step, num_generations=cfg.num_generations,
+        max_completion_length=cfg.max_completion_length or max(budgets), temperature=cfg.temperature, top_p=cfg.top_p,
+        learning_rate=cfg.lr, lr_scheduler_type="constant_with_warmup", warmup_steps=cfg.warmup_steps, beta=cfg.beta,
+        loss_type=cfg.loss_type, scale_rewards=cfg.scale_rewards, max_grad_norm=cfg.max_grad_norm, bf16=cfg.bf16,
+        gradient_checkpointing=cfg.gradient_checkpointing, gradient_checkpointing_kwargs={"use_reentrant": False},
+        save_steps=cfg.save_steps, save_total_limit=1, logging_steps=1, seed=cfg.seed, data_seed=cfg.seed, report_to="none",
+        remove_unused_columns=False, disable_tqdm=False, use_cpu=not torch.cuda.is_available(), dataloader_num_workers=0,
+        use_vllm=cfg.use_vllm, vllm_mode="server", vllm_server_base_url=cfg.vllm_server_base_url,
+    )
+    trainer = _trainer_cls()(
+        model=model, reward_funcs=[niah_reward], args=args, train_dataset=Dataset.from_list(rows), processing_class=tokenizer,
+        callbacks=callbacks, lora_cfg=None if cfg.adapter else cfg.lora, unpadded=cfg.s2attn,
+    )
+    return trainer, tokenizer
+
+
+def train_trl(cfg: GrpoConfig, callbacks: list | None = None) -> dict:
+    """GRPO with TRL: G completions per prompt, rewarded by niah.score; resumes from the newest checkpoint in output_dir."""
+    from transformers import TrainerCallback
+    from transformers.trainer_utils import get_last_checkpoint
+
+    out, title = Path(cfg.output_dir), "GRPO (TRL) on the NIAH reward"
+
+    class _Logs(TrainerCallback):
+        def on_save(self, args, state, control, **kw):
+            write_logs(state.log_history, out, title)
+
+    trainer, tokenizer = make_trainer(cfg, [_Logs(), *(callbacks or [])])
+    trainer.train(resume_from_checkpoint=get_last_checkpoint(str(out)) if out.exists() else None)
+    history = trainer.state.log_history
+    extra = {"recipe": "grpo-trl", "config": to_dict(cfg), "steps": trainer.state.global_step}
+    adapter = save_policy(trainer.model, tokenizer, out, extra, s2attn=cfg.s2attn)
+    write_logs(history, out, title)
+    return {"adapter": str(adapter), "steps": trainer.state.global_step, "rewards": [h["reward"] for h in history if "reward" in h],
+            "log": str(out / "train_log.jsonl"), "plot": str(out / "reward.png")}
+
+
+def train_grpo(cfg: GrpoConfig, callbacks: list | None = None) -> dict:
+    """Validate, write config.yaml, then run the chosen path (trl or atropos)."""
+    validate(cfg)
+    out = Path(cfg.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    with atomic_open(out / "config.yaml") as fh:
+        yaml.safe_dump(to_dict(cfg), fh, sort_keys=False)
+    if cfg.via == "atropos":
+        from .atropos_consumer import train_atropos
+        return train_atropos(cfg)
+    return train_trl(cfg, callbacks)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", default=None, help="YAML preset (configs/grpo-*.yaml)")
+    parser.add_argument("--via", choices=VIAS, default=None, help="trl: generate in-process with TRL; atropos: pull scored groups from `run-api`")
+    parser.add_argument("--output-dir", default=None, help="overrides output_dir")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key, e.g. max_steps=10 or atropos.batch_size=8 (repeatable)")
+
+
+def config_from_args(args) -> GrpoConfig:
+    """Typed config from a parsed Namespace (the CLI) or an argv list (tests, scripts)."""
+    from ..config import load_config
+    from ..train.recipe import parse_sets
+
+    if not isinstance(args, argparse.Namespace):
+        parser = argparse.ArgumentParser(prog="longrecall train grpo")
+        add_arguments(parser)
+        args = parser.parse_args(args)
+    overrides = parse_sets(args.set)
+    overrides.update({k: v for k, v in (("via", args.via), ("output_dir", args.output_dir)) if v})
+    return load_config(GrpoConfig, args.config, overrides)
+
+
+def main(args=None) -> int:
+    """`longrecall train grpo --config FILE [--via trl|atropos] [--output-dir DIR] [--set key=value ...]`."""
+    summary = train_grpo(config_from_args(args))
+    r = summary["rewards"]
+    trend = f"mean reward {r[0]:.3f} -> {r[-1]:.3f}" if r else "no reward logged"
+    print(f"{summary['steps']} steps, {trend}; adapter in {summary['adapter']}; curve {summary['plot']}")
+    return 0

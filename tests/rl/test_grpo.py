@@ -1,0 +1,61 @@
+"""The GRPO reward, prompts and presets: niah.score as a TRL reward function, generator prompts, every configs/grpo-*.yaml."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from longrecall.config import load_config
+from longrecall.errors import UserError
+from longrecall.niah import GenSpec, generate_sample
+from longrecall.rl.grpo import GrpoConfig, build_rows, config_from_args, draw_specs, niah_reward, prompt_text, validate
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+
+
+def test_reward_is_niah_score_of_each_completion_against_its_own_sample(tok):
+    a = generate_sample(GenSpec(task="single", length=160, seed=1), tok)
+    b = generate_sample(GenSpec(task="all_needles", length=400, seed=2, n_needles=2), tok)
+    sa, sb = (json.dumps(s.to_dict()) for s in (a, b))
+    good_a, good_b = f"It is {a.answers[0]}.", " and ".join(b.answers)
+    rewards = niah_reward([good_a, "no idea", good_b, b.answers[0]], sample=[sa, sa, sb, sb], prompts=["p"] * 4, trainer_state=None)
+    assert rewards == pytest.approx([1.0, 0.0, 1.0, 2 / 3])  # set F1 with one of two values: P=1, R=1/2
+    chat = [[{"role": "assistant", "content": good_a}]]
+    assert niah_reward(chat, sample=[a.to_dict()]) == [1.0]
+
+
+def test_rows_are_seeded_train_phrasing_prompts_that_carry_the_scoring_fields(tok):
+    cfg = GrpoConfig(tasks=["single", "chain"], lengths=[200, 300], n_prompts=4, seed=3)
+    rows = build_rows(cfg, tok)
+    assert rows == build_rows(cfg, tok) and len(rows) == 4
+    assert all(s.phrasing == "train" and s.answer_prefix for s in draw_specs(cfg))
+    assert {json.loads(r["sample"])["task"] for r in rows} <= {"single", "chain"}
+    spec = draw_specs(cfg)[0]
+    sample = generate_sample(spec, tok)
+    text = prompt_text(tok, sample)
+    assert text.endswith(sample.answer_prefix) and sample.context in text
+    # TRL tokenizes text prompts with the tokenizer's defaults: no extra BOS, the length the generator measured.
+    assert len(tok(text)["input_ids"]) == sample.prompt_tokens
+    assert json.loads(rows[0]["sample"])["answers"] == sample.answers
+
+
+@pytest.mark.parametrize("path", sorted(CONFIGS.glob("grpo-*.yaml")), ids=lambda p: p.name)
+def test_every_grpo_preset_loads_and_validates(path):
+    cfg = validate(load_config(GrpoConfig, path))
+    assert cfg.num_generations >= 2 and cfg.phrasing == "train"
+    if "gpu" in path.name:
+        assert cfg.use_vllm and cfg.vllm_server_base_url
+    else:
+        assert not cfg.use_vllm and max(cfg.lengths) <= 512
+
+
+def test_cli_overrides_and_bad_settings():
+    cfg = config_from_args(["--config", str(CONFIGS / "grpo-cpu-smoke.yaml"), "--via", "atropos", "--set", "atropos.batch_size=16", "--output-dir", "x"])
+    assert (cfg.via, cfg.atropos.batch_size, cfg.output_dir) == ("atropos", 16, "x")
+    with pytest.raises(UserError, match="num_generations must be >= 2"):
+        validate(GrpoConfig(num_generations=1))
+    with pytest.raises(UserError, match="tasks must be families"):
+        validate(GrpoConfig(tasks=["nope"]))
+    with pytest.raises(UserError, match="unknown config key 'num_generation'"):
+        config_from_args(["--set", "num_generation=4"])
