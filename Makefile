@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test test-fast bench clean
+.PHONY: venv demo test test-fast bench clean services
 
 venv: $(STAMP)
 
@@ -21,7 +21,11 @@ $(STAMP): pyproject.toml
 demo: venv
 	$(BIN)/longrecall run --preset demo --output-dir runs/demo
 
-test: venv
+# The memory store's PostgreSQL tests start a real server from Debian's binaries; without them they skip and say so.
+services:
+	@ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || (command -v apt-get >/dev/null && (apt-get install -y -q postgresql >/dev/null 2>&1 || (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q postgresql >/dev/null 2>&1)) || echo "postgresql not installed: its tests will skip")
+
+test: venv services
 	$(BIN)/python -m pytest -q
 
 test-fast: venv

@@ -1,0 +1,278 @@
+"""Durable chunk stores for the long-term memory: the MemoryStore interface and its SQLite implementation.
+
+One SQLite file in WAL mode: documents, chunks with char spans, an FTS5 index kept in step by triggers, optional
+float32 vectors searched by brute-force cosine in numpy batches (Python's sqlite3 here cannot load extensions, so
+sqlite-vec is not an option). Each batch of chunks is one BEGIN IMMEDIATE transaction: a kill -9 loses at most the
+batch in flight, and concurrent writers queue on busy_timeout instead of failing.
+
+    python -c "from longrecall.memory.store import SQLiteStore; s=SQLiteStore('/tmp/m.db'); s.add_document('Hi. Bye.'); print(s.stats())"
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import sqlite3
+import time
+from pathlib import Path
+from typing import Callable, Iterable, Iterator, Protocol, Sequence
+
+import numpy as np
+
+from ..errors import UserError
+from ..rag.chunking import Chunk, pack_sentences, sentence_spans
+
+SCHEMA_VERSION = 1
+MATCHES = ("any", "all", "phrase")
+CHUNK_CHARS = 600  # ~130 SmolLM2 tokens of English prose: a few sentences, small enough to rank precisely
+BATCH_CHUNKS = 256  # chunks per transaction: the most a crash can lose of the text being added
+
+
+class MemoryStore(Protocol):
+    """What Memory needs from a store (SQLiteStore, PostgresStore). Chunks come back as rag.Chunk with doc_id set."""
+
+    def add_document(self, text: str, source: str | None = None) -> int: ...
+    def add_stream(self, pieces: Iterable[str], source: str | None = None, embedder: Callable | None = None) -> int: ...
+    def chunks(self, doc_id: int | None = None) -> Iterator[Chunk]: ...
+    def search_bm25(self, query: str, k: int, match: str = "any") -> list[Chunk]: ...
+    def search_vector(self, vec: np.ndarray, k: int) -> list[Chunk]: ...
+    def count(self, query: str, match: str = "phrase") -> int: ...
+    def is_empty(self) -> bool: ...
+    def has_vectors(self) -> bool: ...
+    def pending_vectors(self, limit: int) -> list[tuple[int, str]]: ...
+    def set_vectors(self, ids: Sequence[int], vecs: np.ndarray) -> None: ...
+    def stats(self) -> dict: ...
+    def close(self) -> None: ...
+
+
+def fts_tokens(text: str) -> list[str]:
+    """Words as the full-text indexes split them (letters and digits; '-' and '_' separate)."""
+    return re.findall(r"[^\W_]+", text.lower())
+
+
+def stream_chunks(pieces: Iterable[str], max_chars: int = CHUNK_CHARS) -> Iterator[tuple[int, int, str]]:
+    """(start, end, text) chunks of the concatenated pieces, cut at sentence ends; memory stays O(piece size).
+
+    The tail after the last sentence end of a piece waits for the next piece, so no sentence is split at a seam."""
+    carry, base = "", 0
+    for piece in pieces:
+        buf = carry + piece
+        if len(buf) < 16 * max_chars:  # small pieces (a chatty stdin) would each become a tiny chunk: gather first
+            carry = buf
+            continue
+        spans = sentence_spans(buf)
+        cut = spans[-1][0] if len(spans) > 1 else 0  # the last sentence may continue in the next piece
+        if cut == 0 and len(buf) > 64 * max_chars:  # no sentence end for a long stretch: cut at a space
+            cut = buf.rfind(" ", 0, len(buf) - max_chars) + 1
+        for s, e in pack_sentences(buf[:cut], max_chars):
+            yield base + s, base + e, buf[s:e]
+        carry, base = buf[cut:], base + cut
+    for s, e in pack_sentences(carry, max_chars):
+        yield base + s, base + e, carry[s:e]
+
+
+def topk_cosine(batches: Iterable[tuple[np.ndarray, np.ndarray]], vec: np.ndarray, k: int) -> list[tuple[int, float]]:
+    """Best k (id, cosine) over (ids, unit vectors) batches, keeping only k candidates in memory."""
+    q = np.asarray(vec, np.float32).ravel()
+    q = q / max(float(np.linalg.norm(q)), 1e-12)
+    best_ids, best_s = np.zeros(0, np.int64), np.zeros(0, np.float32)
+    for ids, mat in batches:
+        ids, s = np.concatenate([best_ids, ids]), np.concatenate([best_s, mat @ q])
+        top = np.argsort(-s, kind="stable")[:k]
+        best_ids, best_s = ids[top], s[top]
+    return [(int(i), float(s)) for i, s in zip(best_ids, best_s)]
+
+
+def checked_text(text: str) -> str:
+    if not isinstance(text, str) or not text.strip():
+        raise UserError("nothing to add: the text is empty; pass a file or a non-empty string")
+    if "\x00" in text:
+        raise UserError("the text contains NUL bytes (binary data?): pass a UTF-8 text file")
+    return text
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS schema_version(version INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS documents(id INTEGER PRIMARY KEY, source TEXT, added REAL NOT NULL,
+    n_chars INTEGER NOT NULL DEFAULT 0, complete INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS chunks(id INTEGER PRIMARY KEY, doc_id INTEGER NOT NULL REFERENCES documents(id),
+    idx INTEGER NOT NULL, start_char INTEGER NOT NULL, end_char INTEGER NOT NULL, text TEXT NOT NULL, vec BLOB,
+    UNIQUE(doc_id, idx));
+CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5(text, content='chunks', content_rowid='id');
+CREATE TRIGGER IF NOT EXISTS chunks_ai AFTER INSERT ON chunks BEGIN
+    INSERT INTO chunks_fts(rowid, text) VALUES (new.id, new.text); END;
+CREATE TRIGGER IF NOT EXISTS chunks_ad AFTER DELETE ON chunks BEGIN
+    INSERT INTO chunks_fts(chunks_fts, rowid, text) VALUES ('delete', old.id, old.text); END;
+"""
+_COLS = "c.id, c.doc_id, c.idx, c.start_char, c.end_char, c.text"
+
+
+def _chunk(row, score: float = 0.0) -> Chunk:
+    _, doc_id, idx, s, e, text = row[:6]
+    return Chunk(text, s, e, idx, doc_id=doc_id, score=score)
+
+
+def fts_query(query: str, match: str) -> str | None:
+    """An FTS5 MATCH expression of quoted words (no user syntax gets through); None when no word is left."""
+    if match not in MATCHES:
+        raise UserError(f"unknown match '{match}': use one of {', '.join(MATCHES)}")
+    words = fts_tokens(query)
+    if match != "phrase":
+        from ..rag.retrievers import STOPWORDS
+
+        words = list(dict.fromkeys(w for w in words if w not in STOPWORDS))
+    if not words:
+        return None
+    if match == "phrase":
+        return '"' + " ".join(words) + '"'
+    return (" OR " if match == "any" else " AND ").join(f'"{w}"' for w in words)
+
+
+class SQLiteStore:
+    """A memory store in one SQLite file (created on first use)."""
+
+    def __init__(self, path: str | os.PathLike, batch_chunks: int = BATCH_CHUNKS, chunk_chars: int = CHUNK_CHARS):
+        self.path, self.batch_chunks, self.chunk_chars = Path(path), batch_chunks, chunk_chars
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
+            self.db.execute("PRAGMA busy_timeout=60000")
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: a killed process loses nothing committed
+            with self._tx():
+                for stmt in filter(str.strip, _SCHEMA.split(";\n")):
+                    self.db.execute(stmt)
+                row = self.db.execute("SELECT max(version) FROM schema_version").fetchone()
+                if row[0] is None:
+                    self.db.execute("INSERT INTO schema_version VALUES (?)", (SCHEMA_VERSION,))
+        except sqlite3.DatabaseError as e:
+            raise UserError(f"{self.path} is not a usable memory store ({e}): pass another --store path") from None
+        version = row[0] or SCHEMA_VERSION
+        if version > SCHEMA_VERSION:
+            self.db.close()
+            raise UserError(
+                f"{self.path} was written by a newer longrecall (schema {version}, this one reads {SCHEMA_VERSION}): "
+                "upgrade longrecall (pip install -U longrecall) or pass another --store"
+            )
+
+    @contextlib.contextmanager
+    def _tx(self):
+        """BEGIN IMMEDIATE takes the write lock up front, so two writers wait in turn instead of deadlocking."""
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+
+    def add_document(self, text: str, source: str | None = None) -> int:
+        return self.add_stream([checked_text(text)], source)
+
+    def add_stream(self, pieces: Iterable[str], source: str | None = None, embedder: Callable | None = None) -> int:
+        """Append a document read piece by piece; committed batch by batch. Returns its id."""
+        chunks = stream_chunks(pieces, self.chunk_chars)
+        first = next(chunks, None)
+        if first is None:
+            raise UserError("nothing to add: the text is empty; pass a file or a non-empty string")
+        with self._tx():
+            doc_id = self.db.execute("INSERT INTO documents(source, added) VALUES (?, ?)", (source, time.time())).lastrowid
+        try:
+            batch, idx = [first], 0
+            for c in chunks:
+                batch.append(c)
+                if len(batch) >= self.batch_chunks:
+                    idx = self._insert(doc_id, idx, batch, embedder)
+                    batch = []
+            self._insert(doc_id, idx, batch, embedder)
+        except Exception:  # bad input found mid-stream: take the partial document out again (a kill -9 leaves it, marked incomplete)
+            with self._tx():
+                self.db.execute("DELETE FROM chunks WHERE doc_id = ?", (doc_id,))
+                self.db.execute("DELETE FROM documents WHERE id = ?", (doc_id,))
+            raise
+        with self._tx():
+            self.db.execute("UPDATE documents SET complete = 1 WHERE id = ?", (doc_id,))
+        return doc_id
+
+    def _insert(self, doc_id: int, idx: int, batch: list[tuple[int, int, str]], embedder) -> int:
+        # Embed before taking the write lock: embedding is slow and other writers should not wait on it.
+        vecs = embedder([t for _, _, t in batch]) if embedder and batch else None
+        rows = [
+            (doc_id, idx + i, s, e, t, None if vecs is None else np.asarray(vecs[i], np.float32).tobytes())
+            for i, (s, e, t) in enumerate(batch)
+        ]
+        with self._tx():
+            self.db.executemany("INSERT INTO chunks(doc_id, idx, start_char, end_char, text, vec) VALUES (?,?,?,?,?,?)", rows)
+            if rows:
+                self.db.execute("UPDATE documents SET n_chars = ? WHERE id = ?", (rows[-1][3], doc_id))
+        return idx + len(rows)
+
+    def chunks(self, doc_id: int | None = None) -> Iterator[Chunk]:
+        where, args = ("WHERE c.doc_id = ?", (doc_id,)) if doc_id is not None else ("", ())
+        for row in self.db.execute(f"SELECT {_COLS} FROM chunks c {where} ORDER BY c.doc_id, c.idx", args):
+            yield _chunk(row)
+
+    def search_bm25(self, query: str, k: int, match: str = "any") -> list[Chunk]:
+        """Best k chunks by FTS5's BM25 (higher score is better), best first."""
+        expr = fts_query(query, match)
+        if expr is None:
+            return []
+        rows = self.db.execute(
+            f"SELECT {_COLS}, chunks_fts.rank FROM chunks_fts JOIN chunks c ON c.id = chunks_fts.rowid "
+            "WHERE chunks_fts MATCH ? ORDER BY chunks_fts.rank LIMIT ?",
+            (expr, k),
+        ).fetchall()
+        return [_chunk(r, -r[6]) for r in rows]
+
+    def count(self, query: str, match: str = "phrase") -> int:
+        expr = fts_query(query, match)
+        return 0 if expr is None else self.db.execute("SELECT count(*) FROM chunks_fts WHERE chunks_fts MATCH ?", (expr,)).fetchone()[0]
+
+    def is_empty(self) -> bool:
+        return self.db.execute("SELECT 1 FROM chunks LIMIT 1").fetchone() is None
+
+    def has_vectors(self) -> bool:
+        return self.db.execute("SELECT 1 FROM chunks WHERE vec IS NOT NULL LIMIT 1").fetchone() is not None
+
+    def _vector_batches(self, size: int = 8192):
+        last = -1
+        while True:
+            rows = self.db.execute("SELECT id, vec FROM chunks WHERE vec IS NOT NULL AND id > ? ORDER BY id LIMIT ?", (last, size)).fetchall()
+            if not rows:
+                return
+            last = rows[-1][0]
+            yield np.array([r[0] for r in rows], np.int64), np.frombuffer(b"".join(r[1] for r in rows), np.float32).reshape(len(rows), -1)
+
+    def search_vector(self, vec: np.ndarray, k: int) -> list[Chunk]:
+        """Best k chunks by cosine similarity over the chunks that have vectors, best first."""
+        best = topk_cosine(self._vector_batches(), vec, k)
+        rows = {r[0]: r for r in self.db.execute(f"SELECT {_COLS} FROM chunks c WHERE c.id IN ({','.join('?' * len(best))})", [i for i, _ in best])}
+        return [_chunk(rows[i], s) for i, s in best]
+
+    def pending_vectors(self, limit: int) -> list[tuple[int, str]]:
+        return self.db.execute("SELECT id, text FROM chunks WHERE vec IS NULL ORDER BY id LIMIT ?", (limit,)).fetchall()
+
+    def set_vectors(self, ids: Sequence[int], vecs: np.ndarray) -> None:
+        with self._tx():
+            self.db.executemany("UPDATE chunks SET vec = ? WHERE id = ?", [(np.asarray(v, np.float32).tobytes(), int(i)) for i, v in zip(ids, vecs)])
+
+    def stats(self) -> dict:
+        q = lambda sql: self.db.execute(sql).fetchone()[0]  # noqa: E731
+        files = [self.path, Path(f"{self.path}-wal")]
+        return {
+            "backend": "sqlite",
+            "path": str(self.path),
+            "schema": SCHEMA_VERSION,
+            "documents": q("SELECT count(*) FROM documents"),
+            "incomplete_documents": q("SELECT count(*) FROM documents WHERE complete = 0"),
+            "chunks": q("SELECT count(*) FROM chunks"),
+            "vectors": q("SELECT count(*) FROM chunks WHERE vec IS NOT NULL"),
+            "chars": q("SELECT coalesce(sum(n_chars), 0) FROM documents"),
+            "bytes": sum(f.stat().st_size for f in files if f.exists()),
+        }
+
+    def integrity_check(self) -> str:
+        return self.db.execute("PRAGMA integrity_check").fetchone()[0]
+
+    def close(self) -> None:
+        self.db.close()
