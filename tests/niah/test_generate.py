@@ -124,3 +124,13 @@ def test_long_sample_is_fast_and_exact(tok):
     s = generate_sample(GenSpec(task="all_needles", length=131072, haystack="prose", seed=9, n_needles=16), tok)
     assert time.time() - t < 60
     assert 0 <= 131072 - (s.prompt_tokens + s.answer_budget) <= 131072 // 100
+
+
+def test_training_samples_never_contain_heldout_names(tok):
+    from longrecall.niah import needles as N
+
+    held = [n for pair in N.NAMES.values() for n in pair[1]]
+    for task in ("all_needles", "multikey", "single"):
+        for seed in range(6):
+            s = generate_sample(GenSpec(task=task, length=2048, haystack="needles", phrasing="train", seed=seed), tok)
+            assert not any(h in s.context for h in held), (task, seed)

@@ -41,6 +41,12 @@ def _depths(rng: random.Random, first: float, n: int) -> list[float]:
     return [first] + [rng.random() for _ in range(n - 1)]
 
 
+def _distractor_names(kind: str, phrasing: str) -> list[str]:
+    """Names for distractor needles: training samples never see a held-out name, even as a distractor."""
+    train, held = N.NAMES[kind]
+    return list(train) if phrasing == "train" else list(train) + list(held)
+
+
 def _pick(rng, pair, phrasing):
     return rng.choice(N.pool(pair, phrasing))
 
@@ -74,7 +80,7 @@ def _kv_task(spec, rng, n_keys: int, n_values: int, n_distractor_keys: int, ask:
     else:  # several keys at once
         listed = ", ".join(keys[: n_keys - 1]) + f" and {keys[n_keys - 1]}"
         question = f"What are the {N.plural(name)} for {listed}? Give each one."
-    other_names = [x for x in N.NAMES[kind][0] + N.NAMES[kind][1] if x != name]
+    other_names = [x for x in _distractor_names(kind, spec.phrasing) if x != name]
     avoid = set(keys) | set(values)
 
     def dense(r: random.Random) -> str:
@@ -113,7 +119,7 @@ def all_needles(spec, rng):
         raise UserError(f"all_needles takes 1-64 needles, got {n}: set --n-needles in that range")
     names = N.pool(N.NAMES[kind], spec.phrasing)
     name = rng.choice(names)
-    others = [x for x in N.NAMES[kind][0] + N.NAMES[kind][1] if x != name]
+    others = [x for x in _distractor_names(kind, spec.phrasing) if x != name]
     tmpl = _pick(rng, N.NEEDLE_TEMPLATES, spec.phrasing)
     n_dis = spec.n_distractors if spec.n_distractors is not None else rng.randint(0, 4)
     keys = N.distinct(rng, N.make_key, n + n_dis)

@@ -4,6 +4,7 @@
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import random
@@ -152,6 +153,7 @@ def package_docs_text(min_chars: int = 2000) -> str:
     return "\n\n".join(texts)
 
 
+@functools.lru_cache(maxsize=4)
 def load_corpus(corpus: str | Path) -> list[str]:
     """Sentences of a user corpus (a file or a folder of .txt/.md/.jsonl files, read in sorted order).
     The name `pkgdocs` gives the READMEs of the installed packages (real prose, offline)."""
@@ -185,7 +187,7 @@ def sentence_stream(kind: str, seed: int, corpus: str | None = None, needle_make
     elif kind == "user":
         if not corpus:
             raise UserError("haystack 'user' needs a corpus: pass --corpus FILE_OR_FOLDER")
-        sents = load_corpus(corpus)
+        sents = load_corpus(str(corpus))
         start = rng.randrange(len(sents))
         # Start at a seeded sentence and wrap around: a short corpus is repeated rather than refused.
         i = start
