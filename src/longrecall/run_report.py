@@ -90,7 +90,7 @@ def bar_lines(rows_by_name: dict[str, list[dict]]) -> list[str]:
 
 
 def _stage_table(run_dir: Path) -> list[str]:
-    files = sorted((run_dir / "stages").glob("*.json"), key=lambda p: p.stat().st_mtime)
+    files = sorted((p for p in (run_dir / "stages").glob("*.json") if not p.name.startswith(".")), key=lambda p: p.stat().st_mtime)
     if not files:
         return []
     body, total = [], 0.0
