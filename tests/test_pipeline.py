@@ -1,0 +1,56 @@
+"""The pipeline: presets are valid tables of real commands; stages resume, refuse missing prerequisites, name the fix."""
+import json
+import shlex
+from pathlib import Path
+
+import pytest
+
+from longrecall import pipeline as P
+from longrecall.cli import _resolve, build_parser
+from longrecall.errors import UserError
+
+
+@pytest.mark.parametrize("preset", sorted(p.stem for p in P.PRESET_DIR.glob("*.yaml")))
+def test_every_preset_stage_is_a_valid_command(preset, tmp_path):
+    data = P.load_preset(preset)
+    for st in data["stages"]:
+        argv = P.stage_argv(st, tmp_path)
+        fn, args = _resolve(build_parser(), argv)  # argparse exits on an unknown flag
+        assert callable(fn), st["name"]
+        for need in st.get("needs", []):
+            assert need in [s["name"] for s in data["stages"]]
+
+
+def _preset(tmp_path, stages):
+    path = tmp_path / "p.yaml"
+    path.write_text(json.dumps({"stages": stages}))  # JSON is YAML
+    return str(path)
+
+
+def _args(preset, out, stage=None):
+    return type("A", (), {"preset": preset, "output_dir": str(out), "stage": stage, "force": False, "list": False})()
+
+
+def test_stages_run_once_and_resume(tmp_path, tok):
+    gen = "niah generate --task single --length 512 --out {out}/tasks.jsonl"
+    preset = _preset(tmp_path, [{"name": "gen", "run": gen}, {"name": "gen2", "needs": ["gen"], "run": gen.replace("tasks", "more")}])
+    out = tmp_path / "run"
+    P.main(_args(preset, out))
+    info = json.loads((out / "stages" / "gen.json").read_text())
+    assert info["seconds"] >= 0 and info["peak_rss_mb"] > 0 and (out / "tasks.jsonl").exists()
+    stamp = (out / "tasks.jsonl").stat().st_mtime_ns
+    P.main(_args(preset, out))  # second run: everything done, nothing redone
+    assert (out / "tasks.jsonl").stat().st_mtime_ns == stamp
+
+
+def test_missing_prerequisite_and_failed_stage_name_the_fix(tmp_path):
+    preset = _preset(tmp_path, [
+        {"name": "a", "run": "niah generate --task nope --out {out}/x.jsonl"},
+        {"name": "b", "needs": ["a"], "run": "niah families"},
+    ])
+    with pytest.raises(UserError, match="needs stage 'a'"):
+        P.main(_args(preset, tmp_path / "r", stage="b"))
+    with pytest.raises(UserError, match="stage 'a' failed .* --stage a"):
+        P.main(_args(preset, tmp_path / "r", stage="a"))
+    with pytest.raises(UserError, match="unknown preset"):
+        P.load_preset("no-such-preset")
