@@ -31,7 +31,7 @@ class GridConfig:
 
     model: str = "default"  # HF id, local folder, 'default'; for --backend openai the served model name
     adapter: str | None = None  # peft adapter folder from `longrecall train` (hf backend)
-    backend: str = "hf"  # hf | openai (retrieval backends register themselves in eval.backends.BACKENDS)
+    backend: str = "hf"  # hf | openai | rag (retrieval + the hf reader; with --adapter: the hybrid)
     base_url: str | None = None  # OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1
     tokenizer: str | None = None  # tokenizer that sizes prompts (default: the model's, or 'default' for openai)
     lengths: list[int] = field(default_factory=lambda: [1024, 2048, 4096])
@@ -50,13 +50,16 @@ class GridConfig:
     concurrency: int = 4  # openai backend parallel requests
     threshold: float = RULER_THRESHOLD  # effective-length threshold, percent
     output_dir: str = "runs/niah"
+    rag_method: str = "auto"  # --backend rag: topk | multihop | findall | auto
+    rag_budget: int = 1024  # --backend rag: tokens of retrieved text given to the reader
+    rag_retriever: str = "bm25"  # --backend rag: bm25 | dense | hybrid (packaged MiniLM)
     hops: int | None = None  # chain / vartrack hops (None: random 1-4 per sample)
     n_needles: int | None = None  # all_needles / multivalue / multiquery count (None: the family's random default)
 
 
 # Fields that define what a results.jsonl measures: resuming with different values would mix two experiments.
 _IDENTITY = ("model", "adapter", "backend", "tokenizer", "haystack", "corpus", "needle_kind", "phrasing", "answer_prefix",
-             "max_new_tokens", "hops", "n_needles")
+             "max_new_tokens", "hops", "n_needles", "rag_method", "rag_budget", "rag_retriever")
 
 
 def cell_key(row: dict) -> tuple:
@@ -117,6 +120,10 @@ def make_grid_backend(cfg: GridConfig):
         if not cfg.base_url:
             raise UserError("--backend openai needs --base-url (e.g. http://127.0.0.1:8000/v1 from `longrecall serve`)")
         return make_backend("openai", base_url=cfg.base_url, model=cfg.model, concurrency=cfg.concurrency)
+    if cfg.backend == "rag":
+        from .rag_backend import make_rag_backend
+
+        return make_rag_backend(cfg)
     return make_backend(cfg.backend, model=cfg.model)
 
 
