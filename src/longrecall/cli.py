@@ -16,7 +16,7 @@ COMMANDS = [
     (("niah", "generate"), "longrecall.niah.cli", "add_arguments", "main", "write needle-in-a-haystack samples to JSONL"),
     (("niah", "families"), "longrecall.niah.cli", None, "families_main", "list the task families"),
     (("serve",), "longrecall.env.server", "add_arguments", "main", "serve a model on an OpenAI-compatible endpoint (transformers serve)"),
-    (("env",), "longrecall.env.niah_env", "add_arguments", "main", "the Atropos environment: serve | process | evaluate"),
+    (("env",), "longrecall.env.cli", "add_arguments", "main", "the Atropos environment: serve | process | evaluate"),
     (("data", "sft"), "longrecall.data.sft", "add_arguments", "main", "SFT chat records (direct or through Atropos)"),
     (("data", "dpo"), "longrecall.data.dpo", "add_arguments", "main", "DPO preference pairs with hard negatives"),
     (("data", "pretrain"), "longrecall.data.pretrain", "add_arguments", "main", "long documents packed into N-token blocks"),

@@ -1,0 +1,139 @@
+"""The Atropos env's glue: rollouts tokenized and masked right, rewards from niah.score, bounded failures, eval files,
+config_init, curriculum."""
+import asyncio
+import json
+
+import pytest
+
+from longrecall.env.niah_env import (
+    LengthRamp,
+    NiahEnv,
+    NiahEnvConfig,
+    build_group,
+    draw_spec,
+    eval_specs,
+    grid_rows,
+    tokenize_rollout,
+)
+from longrecall.errors import UserError
+from longrecall.niah import GenSpec, generate_sample, generate_samples
+
+
+def test_config_init_points_at_one_local_openai_server():
+    from atroposlib.envs.base import APIServerConfig
+
+    from longrecall.models import resolve
+
+    env_cfg, servers = NiahEnv.config_init()
+    assert isinstance(env_cfg, NiahEnvConfig) and env_cfg.use_wandb is False and env_cfg.wandb_name == "niah"
+    assert isinstance(servers, list) and len(servers) == 1 and isinstance(servers[0], APIServerConfig)
+    s = servers[0]
+    assert s.server_type == "openai" and s.health_check is False and s.base_url.startswith("http://127.0.0.1")
+    assert s.model_name == env_cfg.tokenizer_name == resolve("default")
+
+
+def test_config_lists_accept_cli_strings_and_refuse_unknown_families():
+    cfg = NiahEnvConfig(tasks="single,multikey", lengths="256, 512", depths="[0.25, 0.75]")
+    assert cfg.tasks == ["single", "multikey"] and cfg.lengths == [256, 512] and cfg.depths == [0.25, 0.75]
+    with pytest.raises(UserError, match="unknown task family 'bogus'"):
+        NiahEnvConfig(tasks=["bogus"])
+    with pytest.raises(UserError, match="curriculum"):
+        NiahEnvConfig(curriculum="random")
+
+
+def test_tokenize_rollout_masks_everything_before_the_answer(tok):
+    msgs = [{"role": "system", "content": "S"}, {"role": "user", "content": "What is the key?"}]
+    tokens, masks = tokenize_rollout(tok, msgs, "It is 1234567.")
+    assert len(tokens) == len(masks)
+    kept = [t for t, m in zip(tokens, masks) if m != -100]
+    assert [m for m in masks if m != -100] == kept
+    assert tok.decode(kept) == "It is 1234567.<|im_end|>\n"
+    assert all(m == -100 for m in masks[: len(tokens) - len(kept)])
+
+
+def test_collect_trajectories_scores_tokens_and_masks(make_env, tok, fake_server):
+    env = make_env(group_size=2)
+    item = generate_sample(GenSpec(task="single", length=256, seed=3), tok)
+    right, wrong = f"The answer is {item.answers[0]}.", "I do not know."
+    env.server = fake_server({item.messages()[-1]["content"]: [right, wrong]})
+    group, backlog = asyncio.run(env.collect_trajectories(item))
+    assert backlog == [] and group["scores"] == [1.0, 0.0]
+    assert env.server.calls[0]["n"] == 2 and env.server.calls[0]["max_tokens"] == item.answer_budget
+    assert json.loads(env.server.calls[0]["extra_body"]["generation_config"])["do_sample"] is True
+    for text, tokens, masks, chat in zip([right, wrong], group["tokens"], group["masks"], group["messages"]):
+        assert len(tokens) == len(masks) and chat[-1] == {"role": "assistant", "content": text}
+        assert tok.decode([t for t, m in zip(tokens, masks) if m != -100]).startswith(text)
+        assert tok.decode(tokens).count(item.answers[0]) >= 1  # the needle is in the prompt
+    assert group["sample"]["id"] == item.id and group["sample"]["answers"] == item.answers
+
+
+def test_failing_endpoint_is_bounded(make_env, tok, fake_server):
+    env = make_env(group_size=2, max_group_attempts=2, max_failed_groups=2)
+    env.server = fake_server(fail=ConnectionError("refused"))
+    item = generate_sample(GenSpec(task="single", length=256, seed=4), tok)
+    assert asyncio.run(env.collect_trajectories(item)) == (None, [])
+    assert len(env.server.calls) == 2
+    with pytest.raises(SystemExit, match="2 groups in a row failed .*ConnectionError: refused.*longrecall serve"):
+        asyncio.run(env.collect_trajectories(item))
+
+
+def test_short_answer_lists_count_as_failures(make_env, tok, fake_server):
+    env = make_env(group_size=2, max_group_attempts=1, max_failed_groups=5)
+    item = generate_sample(GenSpec(task="single", length=256, seed=5), tok)
+    env.server = fake_server({item.messages()[-1]["content"]: ["only one"]})
+    assert asyncio.run(env.collect_trajectories(item)) == (None, [])
+    assert env.failed_groups == 1
+
+
+def test_evaluate_writes_grid_metrics_and_samples(make_env, tok, fake_server, tmp_path):
+    env = make_env(eval_lengths=[256], eval_depths=[0.5], eval_samples=2, data_dir_to_save_evals=str(tmp_path / "ev"))
+    samples = generate_samples(eval_specs(env.config), tok, progress=False)
+    answers = {s.messages()[-1]["content"]: [s.answers[0] if i == 0 else "no idea"] for i, s in enumerate(samples)}
+    env.server = fake_server(answers)
+    metrics = asyncio.run(env.evaluate())
+    assert metrics == {"eval/score": 0.5, "eval/n": 2}
+    assert all(c["temperature"] == 0.0 and "extra_body" not in c and c["n"] == 1 for c in env.server.calls)
+    grid = json.loads((tmp_path / "ev" / "grid.json").read_text())
+    assert grid == [{"task": "single", "length": 256, "n": 2, "score": 0.5}]
+    assert json.loads((tmp_path / "ev" / "metrics.json").read_text())["results"]["all"]["eval/score"] == 0.5
+    rows = [json.loads(x) for x in (tmp_path / "ev" / "samples.jsonl").read_text().splitlines()]
+    assert sorted(r["score"] for r in rows) == [0.0, 1.0] and {r["id"] for r in rows} == {s.id for s in samples}
+
+
+def test_get_next_item_is_seeded_and_follows_the_ramp(make_env):
+    env = make_env(lengths=[256, 384], curriculum="length_ramp", ramp_window=2, ramp_threshold=0.5)
+    first = [asyncio.run(env.get_next_item()) for _ in range(4)]
+    assert {s.length for s in first} == {256}
+    env.ramp.update(1.0), env.ramp.update(1.0)
+    later = [asyncio.run(env.get_next_item()) for _ in range(12)]
+    assert {s.length for s in later} == {256, 384}
+    again = make_env(lengths=[256, 384], curriculum="length_ramp", ramp_window=2, ramp_threshold=0.5)
+    assert [asyncio.run(again.get_next_item()).id for _ in range(4)] == [s.id for s in first]
+
+
+def test_draw_spec_uniform_covers_the_grid_and_is_deterministic():
+    cfg = NiahEnvConfig(tasks=["single", "multikey"], lengths=[256, 512, 1024], tokenizer_name="x")
+    specs = [draw_spec(cfg, i) for i in range(60)]
+    assert {s.length for s in specs} == {256, 512, 1024} and {s.task for s in specs} == {"single", "multikey"}
+    assert [draw_spec(cfg, i) for i in range(60)] == specs
+    assert len({s.seed for s in specs}) == 60
+    assert {draw_spec(cfg, i, level=0).length for i in range(30)} == {256}
+
+
+def test_length_ramp_waits_for_a_full_window_above_threshold():
+    ramp = LengthRamp(n_levels=3, threshold=0.6, window=3)
+    assert [ramp.update(r) for r in (1.0, 1.0)] == [0, 0]  # window not full yet
+    assert ramp.update(0.0) == 1  # full window, mean 0.67 >= 0.6
+    assert [ramp.update(r) for r in (0.0, 0.0, 0.0, 1.0)] == [1, 1, 1, 1]  # the window restarts after a step
+    for _ in range(9):
+        ramp.update(1.0)
+    assert ramp.level == 2  # never past the last length
+
+
+def test_grid_rows_and_build_group_shape(tok):
+    s = generate_sample(GenSpec(task="single", length=256, seed=9), tok)
+    g = build_group(tok, s, ["a", "b", "c"])
+    assert len(g["tokens"]) == len(g["masks"]) == len(g["scores"]) == len(g["messages"]) == 3
+    rows = grid_rows([{"task": "single", "length": 512, "score": 1.0}, {"task": "single", "length": 256, "score": 0.0},
+                      {"task": "single", "length": 512, "score": 0.0}])
+    assert rows == [{"task": "single", "length": 256, "n": 1, "score": 0.0}, {"task": "single", "length": 512, "n": 2, "score": 0.5}]
