@@ -31,6 +31,7 @@ COMMANDS = [
     (("eval", "report"), "longrecall.eval.report", "add_arguments", "main", "redraw a grid's heatmaps and report from results.jsonl"),
     (("lift", "ingest"), "longrecall.lift.ingest", "add_arguments", "main", "memorise one long input into an adapter"),
     (("lift", "ask"), "longrecall.lift.ask", "add_arguments", "main", "ask a LIFT adapter a question"),
+    (("lift", "eval"), "longrecall.lift.evaluate", "add_arguments", "main", "recall of an ingested input: no context, truncated, base, control"),
     (("memory", "add"), "longrecall.memory.api", "add_add_arguments", "add_main", "append text to the long-term memory"),
     (("memory", "ask"), "longrecall.memory.api", "add_ask_arguments", "ask_main", "ask the long-term memory"),
     (("report",), "longrecall.run_report", "add_arguments", "main", "the pipeline's report for a run folder"),

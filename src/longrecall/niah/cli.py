@@ -108,7 +108,15 @@ def main(a) -> None:
     tok = load_tokenizer(a.tokenizer)
     t0 = time.time()
     samples = generate_samples(specs, tok)
-    n = write_jsonl(a.out, (s.to_dict() for s in samples))
+    if str(a.out).endswith(".json"):  # one sample as a JSON object: what `longrecall lift ingest --input` reads
+        if len(samples) != 1:
+            raise UserError(f"--out {a.out} (.json) holds one sample but {len(samples)} were asked for: use .jsonl or --n 1 with one cell")
+        from ..io import write_json
+
+        write_json(a.out, samples[0].to_dict())
+        n = 1
+    else:
+        n = write_jsonl(a.out, (s.to_dict() for s in samples))
     lengths = sorted({s.prompt_tokens + s.answer_budget for s in samples})
     print(f"wrote {n} samples to {a.out} in {time.time() - t0:.1f}s (prompt + answer budget: {lengths[0]}..{lengths[-1]} tokens)")
 
