@@ -1,7 +1,11 @@
-"""`longrecall env serve|process|evaluate [--env.… --openai.…]`: the Atropos environment's own CLI, passed through.
+"""`longrecall env serve|process|evaluate [--serve MODEL] [--env.… --openai.…]`: the Atropos environment's CLI.
 
     longrecall serve --port 8000 &
     longrecall env process --config configs/env-smoke.yaml
+    longrecall env evaluate --serve runs/demo/merged --config configs/env-demo.yaml   # starts and stops the server
+
+With --serve, a local `transformers serve` is started for MODEL (a folder or 'default') on a free port, the
+environment is pointed at it, and the server is stopped when the environment ends.
 """
 from __future__ import annotations
 
@@ -10,16 +14,39 @@ import sys
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("action", choices=["serve", "process", "evaluate"], help="Atropos' subcommands (see `python -m longrecall.env.niah_env ACTION --help`)")
-    p.add_argument("rest", nargs=argparse.REMAINDER, help="flags for Atropos: --config FILE, --env.FIELD VALUE, --openai.FIELD VALUE")
+    p.add_argument("action", choices=["serve", "process", "evaluate"], help="Atropos' subcommands (see `longrecall env ACTION --help`)")
+    p.add_argument("rest", nargs=argparse.REMAINDER,
+                   help="--serve MODEL to start a local server for the run; then Atropos' flags: --config FILE, --env.FIELD VALUE, --openai.FIELD VALUE")
+
+
+def _pop_serve(rest: list[str]) -> tuple[str | None, list[str]]:
+    if "--serve" not in rest:
+        return None, rest
+    i = rest.index("--serve")
+    if i + 1 >= len(rest):
+        from ..errors import UserError
+
+        raise UserError("--serve needs a model: a model folder or 'default'")
+    return rest[i + 1], rest[:i] + rest[i + 2:]
 
 
 def main(a) -> None:
     from .niah_env import NiahEnv
 
-    sys.argv = ["longrecall env", a.action, *a.rest]
+    model, rest = _pop_serve(list(a.rest))
+    handle = None
+    if model:
+        from .server import start_server
+
+        handle = start_server(model)
+        rest += ["--openai.base_url", handle.base_url, "--openai.model_name", handle.model_name]
+        print(f"serving {handle.model_name} at {handle.base_url}", flush=True)
+    sys.argv = ["longrecall env", a.action, *rest]
     try:
         NiahEnv.cli()
     except SystemExit as e:  # Atropos exits on its own; a non-zero code is already explained in its output
         if e.code not in (0, None):
             raise
+    finally:
+        if handle is not None:
+            handle.stop()
