@@ -194,3 +194,21 @@ def test_cuda_varlen_path_boundaries_with_a_fake_kernel(monkeypatch, n, g):
     monkeypatch.setattr(s2attn, "_use_flash", lambda q: True)
     q, k, v = _qkv(n, heads=6, kv_heads=2, b=2)
     torch.testing.assert_close(_s2(q, k, v, g), _dense(q, k, v, s2attn_reference_mask(n, g, 6)), atol=1e-5, rtol=1e-5)
+
+
+def test_full_attention_block_pauses_s2attn_in_training_mode(tok):
+    import torch
+
+    from longrecall.models import tiny_model
+    from longrecall.train.s2attn import enable_s2attn, full_attention
+
+    model = tiny_model(len(tok))
+    ids = torch.randint(0, len(tok), (1, 64))
+    model.train()
+    dense = model(input_ids=ids).logits
+    enable_s2attn(model, group_size=16)
+    sparse = model(input_ids=ids).logits
+    with full_attention():
+        paused = model(input_ids=ids).logits
+    assert not torch.allclose(dense, sparse, atol=1e-5)
+    assert torch.allclose(dense, paused, atol=1e-6)

@@ -40,6 +40,10 @@ class LongLoraConfig:
     """Longest training sequence in tokens: pretrain blocks are cut to it, longer SFT records are dropped."""
     s2attn: bool = True
     """Shifted sparse attention while training (evaluation always uses full attention)."""
+    s2attn_sft: bool = False
+    """S²-Attn on chat (SFT) records too. Off by default: measured on SmolLM2, it hides the needle from the answer
+    during training (answer loss 0.85 -> 3.5), so chats train with full attention and S²-Attn serves the long
+    next-token blocks, where LongLoRA uses it."""
     group_fraction: float = 0.25
     """S²-Attn group size as a fraction of each sequence (LongLoRA: N/4)."""
     group_size: int | None = None
@@ -190,15 +194,24 @@ def _trainer_cls():
     class LongLoraTrainer(Trainer):
         """Trainer with LoRA+ lr groups, a chunked token-weighted loss and a NaN stop."""
 
-        def __init__(self, *args, lora_cfg: LoraPlusConfig, chunk_size: int, **kwargs):
+        def __init__(self, *args, lora_cfg: LoraPlusConfig, chunk_size: int, s2attn_sft: bool = False, **kwargs):
             super().__init__(*args, **kwargs)
-            self.lora_cfg, self.chunk_size = lora_cfg, chunk_size
+            self.lora_cfg, self.chunk_size, self.s2attn_sft = lora_cfg, chunk_size, s2attn_sft
             self.model_accepts_loss_kwargs = True  # compute_loss already divides by num_items_in_batch
 
         def create_optimizer(self, model=None):
             if self.optimizer is None:
                 self.optimizer = lora_plus_adamw(model or self.model, self.lora_cfg, self.args)
             return self.optimizer
+
+        def training_step(self, model, inputs, *args, **kwargs):
+            from .s2attn import full_attention
+
+            is_chat = bool((inputs["labels"][:, 0] == IGNORE_INDEX).all())  # chats mask their prompt; blocks do not
+            if is_chat and not self.s2attn_sft:
+                with full_attention():  # forward and backward (recomputation included) see the needle
+                    return super().training_step(model, inputs, *args, **kwargs)
+            return super().training_step(model, inputs, *args, **kwargs)
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             labels = inputs["labels"]
@@ -321,6 +334,7 @@ def train_longlora(cfg: LongLoraConfig, callbacks: list | None = None) -> dict:
     trainer = _trainer_cls()(
         model=model, args=args, train_dataset=examples, data_collator=collate_batch1,
         callbacks=[_SaveLog(), *(callbacks or [])], lora_cfg=cfg.lora, chunk_size=cfg.loss_chunk_size,
+        s2attn_sft=cfg.s2attn_sft,
     )
     resume = get_last_checkpoint(str(out))
     if resume:

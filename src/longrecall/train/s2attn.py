@@ -10,6 +10,8 @@ so generation and evaluation always use full attention.
 """
 from __future__ import annotations
 
+import contextlib
+
 import os
 from collections import defaultdict
 
@@ -108,12 +110,26 @@ def _check_mask(mask, bounds_sets):
                 raise UserError(_PAD_FIX)
 
 
+_PAUSED = False
+
+
+@contextlib.contextmanager
+def full_attention():
+    """Within this block S²-Attn steps aside for full attention, in training mode too (forward and backward)."""
+    global _PAUSED
+    previous, _PAUSED = _PAUSED, True
+    try:
+        yield
+    finally:
+        _PAUSED = previous
+
+
 def s2attn_forward(module, query, key, value, attention_mask, dropout=0.0, scaling=None, **kwargs):
     """The attention function: (b, H, N, d) q and (b, Hkv, N, d) k/v in, (b, N, H, d) out, like transformers' sdpa."""
     from transformers.integrations.sdpa_attention import repeat_kv, sdpa_attention_forward
 
     n = query.shape[2]
-    if not module.training or n < 2:
+    if not module.training or n < 2 or _PAUSED:
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs)
     if key.shape[2] != n:
         raise UserError("S²-Attn got a key/value cache in training mode: call model.eval() to generate, or pass use_cache=False")
