@@ -139,14 +139,16 @@ def run_grid(cfg: GridConfig, backend=None, tokenizer=None, progress: bool = Tru
     for task in cfg.tasks:  # fail on a typo before loading a model
         _spec(cfg, task, max(cfg.lengths), 0.5, cfg.seed).validate()
     out = Path(cfg.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    _check_identity(out, cfg)
     results = out / "results.jsonl"
-    rows = read_done(results)
+    rows = read_done(results) if results.exists() else []
     done = {cell_key(r) for r in rows}
     pending = [c for c in plan_cells(cfg) if c not in done]
     if pending:
+        # The model loads before anything is written: a bad --model or --adapter leaves no folder behind.
         backend = backend if backend is not None else make_grid_backend(cfg)
+    out.mkdir(parents=True, exist_ok=True)
+    _check_identity(out, cfg)
+    if pending:
         tok = tokenizer if tokenizer is not None else load_tokenizer(cfg.tokenizer or (cfg.model if cfg.backend == "hf" else "default"))
         limit = getattr(backend, "max_positions", None)
         for L in sorted({c[1] for c in pending if limit and c[1] > limit}):
