@@ -84,3 +84,15 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: dict | 
 
 def to_dict(obj: Any) -> dict:
     return dataclasses.asdict(obj)
+
+
+def parse_key_values(items: list[str] | None, flag: str = "--set", typed: bool = True) -> dict:
+    """`KEY=VALUE` pairs from a repeatable flag; values parse as YAML scalars (null, true, 3, 0.5) when typed."""
+    out = {}
+    for item in items or []:
+        key, sep, value = str(item).partition("=")
+        if not sep or not key.strip():
+            raise UserError(f"{flag} {item!r} is not KEY=VALUE: write e.g. {flag} lr=1e-4")
+        value = value.strip()
+        out[key.strip().replace("-", "_") if flag == "--env" else key.strip()] = (yaml.safe_load(value) if value else "") if typed else value
+    return out

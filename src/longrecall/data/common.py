@@ -298,3 +298,9 @@ def load_snippet(out_dir_name: str, files: str = '{"train": "train.jsonl"}') -> 
         "```python\nfrom datasets import load_dataset\n"
         f"ds = load_dataset(\"json\", data_files={files})  # paths relative to {out_dir_name}/\n```"
     )
+
+
+def render_card(template: str, manifest: dict) -> str:
+    """A dataset card from its template: the manifest's fields, how to load the files, the counts table."""
+    files = '{"train": "train.jsonl"' + (', "eval": "eval.jsonl"}' if "eval" in manifest["splits"] else "}")
+    return template.format(**manifest, load=load_snippet("this folder", files), counts=counts_table(manifest))

@@ -153,8 +153,7 @@ three message columns directly.
 
 
 def card(manifest: dict) -> str:
-    files = '{"train": "train.jsonl"' + (', "eval": "eval.jsonl"}' if "eval" in manifest["splits"] else "}")
-    return CARD.format(**manifest, load=C.load_snippet("this folder", files), counts=C.counts_table(manifest))
+    return C.render_card(CARD, manifest)
 
 
 def add_arguments(p) -> None:

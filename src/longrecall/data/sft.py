@@ -215,8 +215,7 @@ template that has `{{% generation %}}` markers, and TRL 1.16 cannot add them to 
 
 
 def card(manifest: dict) -> str:
-    files = '{"train": "train.jsonl"' + (', "eval": "eval.jsonl"}' if "eval" in manifest["splits"] else "}")
-    return CARD.format(**manifest, load=C.load_snippet("this folder", files), counts=C.counts_table(manifest))
+    return C.render_card(CARD, manifest)
 
 
 def add_arguments(p) -> None:

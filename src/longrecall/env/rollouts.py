@@ -239,13 +239,9 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
 
 
 def _env_dict(items: list[str]) -> dict:
-    out = {}
-    for it in items:
-        if "=" not in it:
-            raise UserError(f"--env {it!r} is not KEY=VALUE: write e.g. --env lengths=512,1024")
-        k, v = it.split("=", 1)
-        out[k.strip().replace("-", "_")] = v.strip()
-    return out
+    from ..config import parse_key_values
+
+    return parse_key_values(items, "--env", typed=False)
 
 
 def add_sft_arguments(parser: argparse.ArgumentParser) -> None:

@@ -204,13 +204,9 @@ def add_arguments(parser) -> None:
 
 
 def parse_overrides(items: list[str]) -> dict:
-    out = {}
-    for item in items:
-        if "=" not in item:
-            raise UserError(f"--set {item!r} needs KEY=VALUE, e.g. --set stage1_epochs=1")
-        k, v = item.split("=", 1)
-        out[k.strip()] = v.strip()
-    return out
+    from ..config import parse_key_values
+
+    return parse_key_values(items, "--set", typed=False)
 
 
 def main(args) -> int:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import yaml
 
-from ..config import load_config, to_dict
+from ..config import parse_key_values, load_config, to_dict
 from ..errors import UserError
 from ..io import atomic_open, read_jsonl, write_jsonl
 from .lora_plus import LoraPlusConfig, apply_lora_plus, format_report, param_groups, trainable_report, write_adapter_info
@@ -353,14 +353,8 @@ def train_longlora(cfg: LongLoraConfig, callbacks: list | None = None) -> dict:
 
 
 def parse_sets(items: list[str]) -> dict:
-    """`--set key=value` pairs; values parse as YAML scalars (null, true, 3, 0.5), dotted keys reach nested sections."""
-    overrides = {}
-    for item in items or []:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise UserError(f"--set needs key=value, got '{item}'")
-        overrides[key.strip()] = yaml.safe_load(value) if value.strip() else ""
-    return overrides
+    """`--set key=value` pairs; dotted keys reach nested sections."""
+    return parse_key_values(items, "--set")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
