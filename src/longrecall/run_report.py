@@ -229,10 +229,33 @@ def write_report(run_dir: str | Path, threshold: float = RULER_THRESHOLD) -> Pat
     return out
 
 
+def publish(run_dir: str | Path, dest: str | Path) -> Path:
+    """Copy report.md and every picture it shows (keeping relative paths) to `dest`, e.g. docs/results/cpu."""
+    import re
+    import shutil
+
+    run_dir, dest = Path(run_dir), Path(dest)
+    text = (run_dir / "report.md").read_text()
+    for rel in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text):
+        src = run_dir / rel
+        if src.exists():
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / rel)
+    for extra in ("preset.json",):
+        if (run_dir / extra).exists():
+            shutil.copy2(run_dir / extra, dest / extra)
+    with atomic_open(dest / "report.md") as fh:
+        fh.write(text)
+    return dest / "report.md"
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--run-dir", required=True, help="the run folder of `longrecall run`")
+    p.add_argument("--publish", default=None, help="also copy the report and its pictures here (e.g. docs/results/cpu)")
     p.add_argument("--threshold", type=float, default=RULER_THRESHOLD)
 
 
 def main(a) -> None:
     print(f"wrote {write_report(a.run_dir, a.threshold)}")
+    if a.publish:
+        print(f"published {publish(a.run_dir, a.publish)}")
