@@ -27,6 +27,29 @@ GROUPS = {
     "env-tuned": ["env-tuned"],
 }
 REALTEXT = {"base": "base-realtext", "tuned": "tuned-realtext"}
+# Retrieval strategies side by side on related needles, per chain length (cpu preset).
+RETRIEVAL = {
+    "2 hops": {"top-k": "rag-topk-h2", "multi-hop / find-all": "rag", "hybrid (tuned + multi-hop)": "hybrid"},
+    "3 hops": {"top-k": "rag-topk-h3", "multi-hop / find-all": "rag-h3", "hybrid (tuned + multi-hop)": "hybrid-h3"},
+}
+
+
+def retrieval_lines(run_dir: Path) -> list[str]:
+    """Plain top-k against multi-hop / find-all retrieval and the hybrid, per family, length and chain length."""
+    lines = []
+    for title, runs in RETRIEVAL.items():
+        got = {name: _rows(run_dir, [folder]) for name, folder in runs.items()}
+        got = {k: v for k, v in got.items() if v}
+        if len(got) < 2:
+            continue
+        body = []
+        lengths = sorted({L for r in got.values() for per in family_scores(r).values() for L in per})
+        for fam in ("chain", "all_needles"):
+            for name, rows in got.items():
+                per = family_scores(rows).get(fam, {})
+                body.append([fam, name] + [fmt(per.get(L)) for L in lengths])
+        lines += [f"### {title}", "", markdown_table(["family", "retrieval"] + [str(L) for L in lengths], body), ""]
+    return (["## Retrieval on related needles and all-needles (reader: base SmolLM2 unless hybrid)", ""] + lines) if lines else []
 
 # The cpu preset's quality bar (issue: the main job): (family, lengths, metric threshold in %, label).
 BAR = [
@@ -218,6 +241,7 @@ def write_report(run_dir: str | Path, threshold: float = RULER_THRESHOLD) -> Pat
         lengths = sorted({L for r in real.values() for per in family_scores(r).values() for L in per})
         lines += ["## Real text as haystack (READMEs of installed packages; never used in training)", "",
                   markdown_table(["run", "family"] + [str(L) for L in lengths], body), ""]
+    lines += retrieval_lines(run_dir)
     lines += _ppl_lines(run_dir)
     lines += _train_lines(run_dir)
     lines += _json_section(run_dir / "env" / "metrics.json", "Through the Atropos environment (served model)")
