@@ -28,6 +28,7 @@ COMMANDS = [
     (("eval", "niah"), "longrecall.eval.grid", "add_arguments", "main", "NIAH grid: heatmaps, family scores, effective length"),
     (("eval", "ppl"), "longrecall.eval.perplexity", "add_arguments", "main", "perplexity by length (sliding windows)"),
     (("eval", "compare"), "longrecall.eval.compare", "add_arguments", "main", "compare runs side by side"),
+    (("eval", "agree"), "longrecall.eval.agree", "add_arguments", "main", "re-ask an Atropos evaluate run in-process and compare"),
     (("eval", "report"), "longrecall.eval.report", "add_arguments", "main", "redraw a grid's heatmaps and report from results.jsonl"),
     (("lift", "ingest"), "longrecall.lift.ingest", "add_arguments", "main", "memorise one long input into an adapter"),
     (("lift", "ask"), "longrecall.lift.ask", "add_arguments", "main", "ask a LIFT adapter a question"),
