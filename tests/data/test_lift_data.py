@@ -24,11 +24,6 @@ import random
 
 
 @pytest.fixture(scope="module")
-def tok():
-    return load_tokenizer("default")
-
-
-@pytest.fixture(scope="module")
 def sample(tok):
     return generate_sample(GenSpec(task="multikey", length=1024, depth=0.5, haystack="prose", needle_kind="number", seed=3), tok)
 

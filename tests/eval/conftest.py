@@ -9,13 +9,6 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
 @pytest.fixture(scope="session")
-def tok():
-    from longrecall.models import load_tokenizer
-
-    return load_tokenizer("default")
-
-
-@pytest.fixture(scope="session")
 def tiny_dir(tmp_path_factory, tok):
     """A 2-layer hidden-32 Llama with the real vocabulary; weights widened so different prompts give different text."""
     import torch

@@ -31,11 +31,6 @@ def _chat(i: int) -> list[dict]:
 
 
 @pytest.fixture(scope="module")
-def tok():
-    return load_tokenizer("default")
-
-
-@pytest.fixture(scope="module")
 def files(tmp_path_factory, tok):
     root = tmp_path_factory.mktemp("recipe")
     tiny_model(len(tok)).save_pretrained(root / "base")
