@@ -16,7 +16,6 @@ from longrecall.data.lift import (
     segments,
 )
 from longrecall.errors import UserError
-from longrecall.models import load_tokenizer
 from longrecall.niah import GenSpec, generate_sample
 from longrecall.niah.haystacks import prose_text
 

@@ -11,7 +11,7 @@ from transformers import TrainerCallback
 
 from longrecall.config import load_config
 from longrecall.errors import UserError
-from longrecall.models import load_tokenizer, tiny_model
+from longrecall.models import tiny_model
 from longrecall.train.recipe import (
     IGNORE_INDEX,
     LongLoraConfig,
