@@ -110,3 +110,31 @@ def test_an_endpoint_that_fails_every_request_stops_the_run_without_output(http_
     with pytest.raises(UserError, match="the environment stopped .*1 groups in a row failed"):
         rollout_sft(out, base_url=url, groups=1, group_size=2, env=env, log_dir=tmp_path / "logs", timeout=240)
     assert not out.exists()
+
+
+def test_the_generator_is_stopped_only_after_it_polls_again(tmp_path):
+    import subprocess
+    import sys
+    import threading
+    import time
+
+    from longrecall.env.rollouts import _wait_for_next_poll
+
+    log = tmp_path / "api.log"
+    log.write_text('"GET /batch HTTP/1.1" 200\n')
+    gen = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        def poll_later():
+            time.sleep(1.5)
+            with log.open("a") as f:
+                f.write('"GET /batch HTTP/1.1" 200\n"GET /batch HTTP/1.1" 200\n')
+        threading.Thread(target=poll_later).start()
+        start = time.monotonic()
+        _wait_for_next_poll(log, gen, deadline=start + 20, grace=20)
+        waited = time.monotonic() - start
+        assert 1.4 < waited < 5  # waited for the poll, not for the grace period
+        start = time.monotonic()
+        _wait_for_next_poll(log, gen, deadline=start + 1.5, grace=20)  # no poll: bounded by the deadline
+        assert time.monotonic() - start < 4
+    finally:
+        gen.kill()

@@ -116,6 +116,24 @@ def _api(url: str, path: str) -> dict:
         return {}
 
 
+def _batch_polls(api_log: Path) -> int:
+    try:
+        return api_log.read_text(errors="replace").count("GET /batch")
+    except OSError:
+        return 0
+
+
+def _wait_for_next_poll(api_log: Path, gen_proc: subprocess.Popen, deadline: float, grace: float = 60.0) -> None:
+    """Wait until the generator asks the API for another batch: it writes a batch's rows before it polls again.
+
+    A fixed sleep lost the last batch on a loaded machine (CI), leaving an empty file."""
+    seen, stop = _batch_polls(api_log), min(deadline, time.monotonic() + grace)
+    while gen_proc.poll() is None and time.monotonic() < stop:
+        time.sleep(1.0)
+        if _batch_polls(api_log) >= seen + 2:  # the poll that took the batch may be logged after the step moved
+            return
+
+
 def run_rollouts(kind: str, raw: Path, logs: Path, *, base_url: str, model_name: str, tokenizer: str, groups: int,
                  group_size: int, env: dict | None, gen_flags: list[str], api_port: int | None, timeout: float) -> None:
     """Run the API, the `atropos-{kind}-gen` trainer stand-in and the env's `serve` until `groups` groups are taken."""
@@ -145,7 +163,7 @@ def run_rollouts(kind: str, raw: Path, logs: Path, *, base_url: str, model_name:
         gen_proc, stopped = procs[f"atropos-{kind}-gen"][0], False
         while gen_proc.poll() is None:
             if _api(api_url, "/status").get("current_step", 0) >= batches:
-                time.sleep(3.0)  # the last batch is in the generator's hands: let it write, then stop it cleanly
+                _wait_for_next_poll(logs / "api.log", gen_proc, deadline)  # the last batch is written by then
                 _stop(gen_proc, signal.SIGINT)  # SIGINT unwinds asyncio and closes (flushes) its output file
                 stopped = True
                 break
