@@ -64,3 +64,47 @@ def test_an_idle_environment_times_out(run_api, http, tmp_path):
     http(run_api + "/scored_data", {"tokens": [[1, 2]], "masks": [[-100, 2]], "scores": [1.0]})  # 1 of 8 sequences
     with pytest.raises(UserError, match=r"no scored groups from the environment in 1s \(queue: 1 groups"):
         fetch_batch(cfg)
+
+
+def test_a_stopped_run_resumes_from_its_checkpoint(run_api, http, tiny_model_dir, tok, tmp_path):
+    http(run_api + "/reset_data")
+    out = tmp_path / "resume"
+    cfg = _cfg(tiny_model_dir, run_api, out, wait_timeout=2)
+    cfg.max_steps = 2
+    register(cfg.atropos, num_steps=2)
+    http(run_api + "/scored_data_list", [_group(tok, [1.0, 0.0, 0.0, 0.5], 1), _group(tok, [0.0, 1.0, 0.5, 0.0], 2)])
+    with pytest.raises(UserError, match="no scored groups"):  # one batch, then the env "stops": step 1 is kept
+        train_grpo(cfg)
+    assert (out / "checkpoint-1" / "state.json").exists() and not (out / "adapter").exists()
+    http(run_api + "/reset_data")
+    register(cfg.atropos, num_steps=2)
+    http(run_api + "/scored_data_list", [_group(tok, [1.0, 0.0, 0.0, 0.0], 3), _group(tok, [0.0, 0.0, 0.0, 1.0], 4)])
+    summary = train_grpo(cfg)
+    assert summary["steps"] == 2 and len(summary["rewards"]) == 2  # step 1's log came back from the checkpoint
+    log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == [1, 2] and (out / "adapter" / "adapter_model.safetensors").exists()
+
+
+def test_launch_wires_run_api_the_env_and_the_served_policy(tiny_model_dir, tmp_path):
+    # The whole loop with real processes: run-api and `niah_env serve` started by the trainer, rollouts sampled
+    # from the live (tiny, random) policy over HTTP. Its answers never score, so the run must stop on "no signal"
+    # after groups really arrived; the env's log shows it asked the served policy.
+    from .conftest import free_port
+
+    cfg = GrpoConfig(model=str(tiny_model_dir), via="atropos", max_steps=1, lr=1e-3, output_dir=str(tmp_path / "run"),
+                     tasks=["single"], lengths=[160], num_generations=2, max_completion_length=4,
+                     atropos=AtroposConfig(api_url=f"http://127.0.0.1:{free_port()}", batch_size=2, launch=True,
+                                           wait_timeout=120, poll_interval=0.5, max_no_signal=2))
+    with pytest.raises(UserError, match="no learning signal"):
+        train_grpo(cfg)
+    log = [json.loads(line) for line in (tmp_path / "run" / "train_log.jsonl").read_text().splitlines()]
+    assert [(r["trained"], r["batch_groups"], r["reward"]) for r in log] == [(False, 1, 0.0)] * 2
+    assert log[-1]["policy_requests"] >= 2  # every group was sampled from the served policy
+    assert "POST /scored_data" in (tmp_path / "run" / "logs" / "api.log").read_text()
+
+
+def test_launch_refuses_a_batch_that_splits_groups(tiny_model_dir, tmp_path):
+    cfg = GrpoConfig(model=str(tiny_model_dir), via="atropos", num_generations=4, output_dir=str(tmp_path),
+                     atropos=AtroposConfig(batch_size=6, launch=True))
+    with pytest.raises(UserError, match="must be a multiple of num_generations"):
+        train_grpo(cfg)

@@ -1,16 +1,23 @@
 """The trainer side of Atropos: register with `run-api`, pull scored groups, apply a group-normalized policy gradient.
 
-    run-api --port 8010 &                                   # the in-memory queue
-    longrecall serve --model default --port 8000 &          # the policy server the env samples from
-    longrecall train grpo --config configs/grpo-cpu-smoke.yaml --via atropos --set atropos.api_url=http://127.0.0.1:8010 &
+One command runs it all on a machine (run-api, the env's `serve`, and the policy served from the training process):
+
+    longrecall train grpo --config configs/grpo-cpu-atropos.yaml        # atropos.launch: true, atropos.policy: self
+
+or piece by piece, the way Atropos runs at scale (the env and API elsewhere, a vLLM/SGLang/transformers server):
+
+    run-api --port 8010 &
+    longrecall train grpo --config configs/grpo-cpu-smoke.yaml --via atropos &        # prints the policy's URL
     python -m longrecall.env.niah_env serve --env.rollout_server_url http://127.0.0.1:8010 --env.group_size 4 \
-        --env.lengths 256,512 --openai.base_url http://127.0.0.1:8000/v1 --openai.model_name MODEL_DIR
+        --openai.base_url POLICY_URL --openai.model_name longrecall-policy
 
 The env's groups (tokens, masks with -100 outside the answer, scores) become token-level advantages: each group's
 scores minus their mean, over their standard deviation (GRPO). A group whose scores are all equal carries no signal:
 it is skipped and counted. The update is REINFORCE with that baseline, i.e. GRPO's clipped objective at its first
-iteration (ratio 1), normalized by the batch's answer tokens. The policy server is not updated here: rollouts come
-from the weights it was started with, so restart it from a saved adapter for longer runs (on-policy only at first).
+iteration (ratio 1), normalized by the batch's answer tokens. With `policy: self` the env samples the weights being
+trained (rl/policy_server.py), so rollouts are on-policy up to the API's queue; with `policy: URL` they come from
+that server's weights (on-policy only until the first step, unless you reload it from the saved checkpoints).
+Checkpoints (adapter + optimizer + log) every save_steps; a rerun with the same output_dir resumes from the newest.
 """
 from __future__ import annotations
 
@@ -20,7 +27,7 @@ import socket
 import time
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ..errors import UserError
@@ -47,6 +54,16 @@ class AtroposConfig:
     """Attempts per request before the API counts as not running."""
     max_no_signal: int = 20
     """Batches in a row whose groups all have equal rewards before stopping (no learning signal)."""
+    policy: str = "self"
+    """Where the env samples rollouts: 'self' serves the live policy from this process (on-policy), or the base URL of an
+    OpenAI-compatible server (transformers serve, vLLM, SGLang) holding fixed weights."""
+    policy_port: int = 0
+    """Port of the served policy with policy: self (0: any free port)."""
+    launch: bool = False
+    """Start `run-api` on api_url's port and the needle env's `serve` wired to the policy, with the GRPO config's tasks,
+    lengths, haystacks and group size; both are stopped at the end. False: you start them (see the module doc)."""
+    env: dict = field(default_factory=dict)
+    """Extra env settings for launch (NiahEnvConfig keys), e.g. {curriculum: length_ramp}."""
 
 
 # ---------------------------------------------------------------- the batch -> loss math (pure)
@@ -150,10 +167,14 @@ def register(cfg: AtroposConfig, num_steps: int, out_dir: str = "") -> int:
     return int(reply["uuid"])
 
 
-def fetch_batch(cfg: AtroposConfig, sleep=time.sleep, clock=time.monotonic) -> list[dict]:
-    """GET /batch until the API has `batch_size` sequences; a UserError after wait_timeout seconds without one."""
+def fetch_batch(cfg: AtroposConfig, sleep=time.sleep, clock=time.monotonic, check=None) -> list[dict]:
+    """GET /batch until the API has `batch_size` sequences; a UserError after wait_timeout seconds without one.
+
+    `check()` runs between polls (the launcher's: raise if run-api or the env process died)."""
     start = clock()
     while True:
+        if check is not None:
+            check()
         reply = _request(cfg, "/batch")
         if reply.get("status") == "error":  # the API restarted and forgot us
             raise UserError(f"the Atropos API at {cfg.api_url} does not know this trainer ({reply.get('message')}): restart the training command")
@@ -169,7 +190,114 @@ def fetch_batch(cfg: AtroposConfig, sleep=time.sleep, clock=time.monotonic) -> l
         sleep(cfg.poll_interval)
 
 
+# ---------------------------------------------------------------- launching run-api and the env (thin glue)
+
+def env_settings(cfg) -> dict:
+    """The needle env's settings for a GRPO config: the same tasks, lengths, haystacks, sampling and group size."""
+    env = {"tasks": cfg.tasks, "lengths": cfg.lengths, "depths": cfg.depths, "haystacks": cfg.haystacks,
+           "needle_kinds": cfg.needle_kinds, "phrasing": cfg.phrasing, "temperature": cfg.temperature, "top_p": cfg.top_p,
+           "group_size": cfg.num_generations, "seed": cfg.seed, "max_num_workers_per_node": 1}
+    if cfg.max_completion_length:
+        env["answer_max_tokens"] = cfg.max_completion_length
+    return {**env, **cfg.atropos.env}
+
+
+class Launched:
+    """run-api and the env's `serve` as child processes (logs in out/logs), stopped on exit."""
+
+    def __init__(self, cfg, out: Path):
+        self.cfg, self.logs, self.procs = cfg, out / "logs", {}
+        self.logs.mkdir(parents=True, exist_ok=True)
+
+    def start_api(self) -> None:
+        from urllib.parse import urlparse
+
+        from ..env.rollouts import _check, _spawn
+
+        u = urlparse(self.cfg.atropos.api_url)
+        if u.hostname not in ("127.0.0.1", "localhost") or not u.port:
+            raise UserError(f"atropos.launch starts run-api on this machine: set atropos.api_url to http://127.0.0.1:PORT, not {self.cfg.atropos.api_url}")
+        log = self.logs / "api.log"
+        self.procs["run-api"] = (_spawn(["-m", "atroposlib.cli.run_api", "--host", "127.0.0.1", "--port", str(u.port)], log), log)
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                _request(replace(self.cfg.atropos, retries=1, request_timeout=2.0), "/")
+                return
+            except UserError:
+                _check(self.procs, deadline, "the Atropos API start", 120)
+                time.sleep(0.5)
+
+    def start_env(self, policy_url: str, model_name: str) -> None:
+        from ..env.rollouts import _spawn, env_flags
+        from ..models import resolve
+
+        owned = {"rollout_server_url", "tokenizer_name", "total_steps", "use_wandb"} & set(self.cfg.atropos.env)
+        if owned:
+            raise UserError(f"atropos.env {', '.join(sorted(owned))} is set by the launcher: remove it")
+        env = {**env_settings(self.cfg), "rollout_server_url": self.cfg.atropos.api_url, "tokenizer_name": resolve(self.cfg.model),
+               "total_steps": 10**6, "use_wandb": False}
+        log = self.logs / "env.log"
+        argv = ["-m", "longrecall.env.niah_env", "serve", *env_flags(env), "--openai.base_url", policy_url, "--openai.model_name", model_name]
+        self.procs["the environment"] = (_spawn(argv, log), log)
+
+    def check(self) -> None:
+        from ..env.rollouts import _why
+
+        for name, (p, log) in self.procs.items():
+            if p.poll() is not None:
+                raise UserError(f"{name} stopped (code {p.returncode}): {_why(log)} (log: {log})")
+
+    def stop(self) -> None:
+        from ..env.rollouts import _stop
+
+        for p, _ in reversed(list(self.procs.values())):
+            _stop(p)
+
+
+# ---------------------------------------------------------------- checkpoints (resume after a crash or a stop)
+
+def save_checkpoint(out: Path, model, tokenizer, opt, step: int, history: list[dict], extra: dict) -> Path:
+    """out/checkpoint-STEP/{adapter/, optimizer.pt, state.json}; state.json is written last, so only a complete
+    checkpoint counts; older ones are removed after."""
+    import shutil
+
+    import torch
+
+    from ..io import atomic_open
+    from ..train.lora_plus import save_adapter
+
+    ckpt = out / f"checkpoint-{step}"
+    save_adapter(model, ckpt / "adapter", extra, tokenizer=tokenizer)
+    with atomic_open(ckpt / "optimizer.pt", "wb") as fh:
+        torch.save(opt.state_dict(), fh)
+    with atomic_open(ckpt / "state.json") as fh:
+        json.dump({"step": step, "history": history}, fh)
+    for old in out.glob("checkpoint-*"):
+        if old != ckpt and old.name.split("-")[-1].isdigit():
+            shutil.rmtree(old, ignore_errors=True)
+    return ckpt
+
+
+def last_checkpoint(out: Path) -> Path | None:
+    done = [p for p in out.glob("checkpoint-*") if (p / "state.json").exists() and p.name.split("-")[-1].isdigit()]
+    return max(done, key=lambda p: int(p.name.split("-")[-1]), default=None)
+
+
 # ---------------------------------------------------------------- the loop (thin glue)
+
+def _optimizer(cfg, model):
+    import torch
+
+    from .grpo import HAVE_LORA_PLUS
+
+    if HAVE_LORA_PLUS and not cfg.adapter:
+        from ..train.lora_plus import param_groups
+        groups = param_groups(model, cfg.lora, cfg.lr)
+    else:
+        groups = [{"params": [p for p in model.parameters() if p.requires_grad], "lr": cfg.lr}]
+    return torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=0.0), [p for g in groups for p in g["params"]]
+
 
 def train_atropos(cfg) -> dict:
     """Register, then for max_steps batches: advantages, one optimizer step; writes adapter/, log and curve."""
@@ -177,49 +305,92 @@ def train_atropos(cfg) -> dict:
     from tqdm.auto import tqdm
 
     from ..config import to_dict
-    from .grpo import HAVE_LORA_PLUS, build_policy, save_policy, write_logs
+    from .grpo import build_policy, save_policy, write_logs
 
     a = cfg.atropos
-    out = Path(cfg.output_dir)
-    model, tokenizer = build_policy(cfg)
+    out, title = Path(cfg.output_dir), "GRPO (Atropos consumer) on the NIAH reward"
+    resume = last_checkpoint(out)
+    model, tokenizer = build_policy(replace(cfg, adapter=str(resume / "adapter")) if resume else cfg)
     model.train()
-    if HAVE_LORA_PLUS and not cfg.adapter:
-        from ..train.lora_plus import param_groups
-        groups = param_groups(model, cfg.lora, cfg.lr)
-    else:
-        groups = [{"params": [p for p in model.parameters() if p.requires_grad], "lr": cfg.lr}]
-    opt = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=0.0)
-    params = [p for g in groups for p in g["params"]]
-    register(a, cfg.max_steps, str(out))
-    history, no_signal, step = [], 0, 0
-    bar = tqdm(total=cfg.max_steps, desc="grpo (atropos)")
-    while step < cfg.max_steps:
-        examples, stats = batch_to_examples(fetch_batch(a))
-        reward = sum(stats["rewards"]) / max(len(stats["rewards"]), 1)
-        row = {"batch_groups": stats["groups"], "skipped_equal": stats["skipped_equal"], "reward": reward}
-        if not examples:
-            no_signal += 1
-            history.append({**row, "step": step, "trained": False})
-            if no_signal >= a.max_no_signal:
-                raise UserError(f"{no_signal} batches in a row had equal rewards in every group (no learning signal): raise the env's "
-                                "temperature, use easier/shorter tasks, or start from an SFT adapter (adapter: ...)")
-            continue
+    opt, params = _optimizer(cfg, model)
+    history, step = [], 0
+    if resume:
+        state = json.loads((resume / "state.json").read_text())
+        try:
+            opt.load_state_dict(torch.load(resume / "optimizer.pt", weights_only=True))
+        except (ValueError, KeyError, RuntimeError) as e:
+            raise UserError(f"{resume} does not match this config ({e}): use another --output-dir or delete the checkpoint") from None
+        history, step = state["history"], int(state["step"])
+        print(f"resuming from {resume} (step {step})")
+    extra = {"recipe": "grpo-atropos", "config": to_dict(cfg)}
+    server = launched = None
+    try:
+        if a.launch:
+            launched = Launched(cfg, out)
+            launched.start_api()
+        if a.policy == "self":
+            from .policy_server import PolicyServer
+            server = PolicyServer(model, tokenizer, port=a.policy_port).start()
+            policy_url, policy_name = server.base_url, server.model_name
+            print(f"policy served at {policy_url} (model name {policy_name}): point the env's --openai.base_url there")
+        else:
+            from ..env.server import list_models
+            served = list_models(a.policy)
+            if not served:
+                raise UserError(f"no model server answers at {a.policy}: start one (`longrecall serve`) or set atropos.policy: self")
+            policy_url, policy_name = a.policy, served[0]
+        register(a, cfg.max_steps, str(out))
+        if launched:
+            launched.start_env(policy_url, policy_name)
+        lock = server.lock if server else _NoLock()
         no_signal = 0
-        for g in opt.param_groups:  # linear warmup, then constant
-            g["lr"] = g.setdefault("base_lr", g["lr"]) * min(1.0, (step + 1) / max(cfg.warmup_steps, 1))
-        loss = batch_loss(model, examples, cfg.bf16)
-        grad_norm = float(torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm))
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        step += 1
-        history.append({**row, "step": step, "trained": True, "loss": loss, "grad_norm": grad_norm, "sequences": stats["sequences"]})
-        bar.update(1)
-        bar.set_postfix(reward=f"{reward:.3f}", skipped=stats["skipped_equal"])
-        if step % cfg.save_steps == 0:
-            write_logs(history, out, "GRPO (Atropos consumer) on the NIAH reward")
-    bar.close()
-    adapter = save_policy(model, tokenizer, out, {"recipe": "grpo-atropos", "config": to_dict(cfg), "steps": step}, s2attn=cfg.s2attn)
-    write_logs(history, out, "GRPO (Atropos consumer) on the NIAH reward")
+        bar = tqdm(total=cfg.max_steps, initial=step, desc="grpo (atropos)")
+        while step < cfg.max_steps:
+            examples, stats = batch_to_examples(fetch_batch(a, check=launched.check if launched else None))
+            reward = sum(stats["rewards"]) / max(len(stats["rewards"]), 1)
+            row = {"batch_groups": stats["groups"], "skipped_equal": stats["skipped_equal"], "reward": reward}
+            if not examples:
+                no_signal += 1
+                history.append({**row, "step": step, "trained": False, "policy_requests": server.requests if server else None})
+                if no_signal >= a.max_no_signal:
+                    raise UserError(f"{no_signal} batches in a row had equal rewards in every group (no learning signal): raise the env's "
+                                    "temperature, use easier/shorter tasks, or start from an SFT adapter (adapter: ...)")
+                continue
+            no_signal = 0
+            with lock:  # the served policy never samples half-updated weights
+                for g in opt.param_groups:  # linear warmup, then constant
+                    g["lr"] = g.setdefault("base_lr", g["lr"]) * min(1.0, (step + 1) / max(cfg.warmup_steps, 1))
+                loss = batch_loss(model, examples, cfg.bf16)
+                grad_norm = float(torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm))
+                opt.step()
+                opt.zero_grad(set_to_none=True)
+            step += 1
+            history.append({**row, "step": step, "trained": True, "loss": loss, "grad_norm": grad_norm, "sequences": stats["sequences"],
+                            "policy_requests": server.requests if server else None})
+            bar.update(1)
+            bar.set_postfix(reward=f"{reward:.3f}", skipped=stats["skipped_equal"])
+            if step % cfg.save_steps == 0 and step < cfg.max_steps:
+                with lock:
+                    save_checkpoint(out, model, tokenizer, opt, step, history, {**extra, "steps": step})
+                write_logs(history, out, title)
+        bar.close()
+    finally:
+        if history:  # on an error too: the log says how far it got
+            write_logs(history, out, title)
+        if launched:
+            launched.stop()
+        if server:
+            server.stop()
+    adapter = save_policy(model, tokenizer, out, {**extra, "steps": step}, s2attn=cfg.s2attn)
+    write_logs(history, out, title)
     rewards = [h["reward"] for h in history if h.get("trained")]
     return {"adapter": str(adapter), "steps": step, "rewards": rewards, "skipped_equal": sum(h["skipped_equal"] for h in history),
             "log": str(out / "train_log.jsonl"), "plot": str(out / "reward.png")}
+
+
+class _NoLock:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False

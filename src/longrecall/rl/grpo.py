@@ -131,6 +131,11 @@ def validate(cfg: GrpoConfig) -> GrpoConfig:
         (cfg.temperature > 0, f"temperature must be > 0 for sampled groups, got {cfg.temperature}: use 1.0"),
         (HAVE_LORA_PLUS or not cfg.adapter, "adapter: needs longrecall.train.lora_plus (missing): unset adapter"),
         (not cfg.use_vllm or cfg.vllm_server_base_url, "use_vllm needs vllm_server_base_url (start `trl vllm-serve --model MODEL`)"),
+        (cfg.atropos.batch_size % cfg.num_generations == 0 or cfg.via != "atropos" or not cfg.atropos.launch,
+         f"atropos.batch_size ({cfg.atropos.batch_size}) must be a multiple of num_generations ({cfg.num_generations}): "
+         f"set it to {cfg.num_generations * cfg.prompts_per_step}"),
+        (cfg.atropos.policy == "self" or cfg.atropos.policy.startswith(("http://", "https://")),
+         f"atropos.policy must be 'self' or a server's base URL (http://HOST:PORT/v1), got '{cfg.atropos.policy}'"),
     ]
     for ok, message in checks:
         if not ok:

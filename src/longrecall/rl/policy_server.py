@@ -1,0 +1,151 @@
+"""The live policy as an OpenAI-compatible endpoint, so Atropos rollouts sample the weights being trained.
+
+`transformers serve` (or vLLM) holds the weights it was started with: an Atropos consumer training against it is
+on-policy only at the first step. This serves the trainer's own model instead, from a thread of the training
+process: `/v1/models` and `/v1/chat/completions` (n, max_tokens, temperature, top_p), which is all the needle
+environment asks. Generation and the optimizer step share one lock, so a rollout never sees half-updated weights,
+and generation always runs in eval mode with full attention (S²-Attn is training-only).
+
+    server = PolicyServer(model, tokenizer).start()      # server.base_url -> http://127.0.0.1:PORT/v1
+    with server.lock: ...optimizer step...
+    server.stop()
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import threading
+import time
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+MODEL_NAME = "longrecall-policy"
+
+
+def _completion_body(texts: list[str], finish: list[str], prompt_tokens: int, completion_tokens: int, model: str) -> dict:
+    return {
+        "id": f"chatcmpl-{uuid.uuid4().hex[:12]}", "object": "chat.completion", "created": int(time.time()), "model": model,
+        "choices": [{"index": i, "message": {"role": "assistant", "content": t}, "finish_reason": f}
+                    for i, (t, f) in enumerate(zip(texts, finish))],
+        "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                  "total_tokens": prompt_tokens + completion_tokens},
+    }
+
+
+class PolicyServer:
+    """Serve `model` (a peft or transformers causal LM, possibly in training) on 127.0.0.1 from a daemon thread."""
+
+    def __init__(self, model, tokenizer, host: str = "127.0.0.1", port: int = 0, model_name: str = MODEL_NAME,
+                 max_new_tokens_cap: int = 4096):
+        self.model, self.tokenizer, self.model_name, self.cap = model, tokenizer, model_name, max_new_tokens_cap
+        self.lock = threading.RLock()
+        self.requests = 0
+        self._httpd = ThreadingHTTPServer((host, port), self._handler())
+        self._httpd.daemon_threads = True
+        self._thread: threading.Thread | None = None
+
+    @property
+    def base_url(self) -> str:
+        host, port = self._httpd.server_address[:2]
+        return f"http://{host}:{port}/v1"
+
+    def start(self) -> "PolicyServer":
+        self._thread = threading.Thread(target=self._httpd.serve_forever, name="policy-server", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    def generate(self, messages: list[dict], n: int = 1, max_tokens: int = 64, temperature: float = 1.0,
+                 top_p: float = 1.0) -> dict:
+        """One chat completion body: n sampled (temperature > 0) or greedy answers to `messages`."""
+        import torch
+
+        tok = self.tokenizer
+        ids = tok.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt", return_dict=True)["input_ids"]
+        sample = temperature > 0
+        kw = {"do_sample": sample, "max_new_tokens": max(1, min(int(max_tokens), self.cap)), "num_return_sequences": n if sample else 1,
+              "pad_token_id": tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id}
+        if sample:
+            kw.update(temperature=float(temperature), top_p=float(top_p), top_k=0)
+        with self.lock, _eval_mode(self.model), torch.no_grad(), _full_attention():
+            out = self.model.generate(input_ids=ids.to(self.model.device), attention_mask=torch.ones_like(ids).to(self.model.device), **kw)
+        new = out[:, ids.shape[1]:]
+        rows = [new[i % new.shape[0]] for i in range(n)]  # greedy: one answer, repeated n times
+        eos = {t for t in (tok.eos_token_id, tok.pad_token_id) if t is not None}
+        texts, finish, n_tokens = [], [], 0
+        for r in rows:
+            r = r.tolist()
+            cut = next((i for i, t in enumerate(r) if t in eos), None)
+            texts.append(tok.decode(r[:cut], skip_special_tokens=True))
+            finish.append("stop" if cut is not None else "length")
+            n_tokens += len(r) if cut is None else cut + 1
+        self.requests += 1
+        return _completion_body(texts, finish, int(ids.shape[1]), n_tokens, self.model_name)
+
+    def _handler(self):
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):  # keep the training log readable
+                pass
+
+            def _send(self, status: int, body: dict) -> None:
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_GET(self):
+                if self.path.rstrip("/") in ("/v1/models", "/models"):
+                    return self._send(200, {"object": "list", "data": [{"id": server.model_name, "object": "model", "owned_by": "longrecall"}]})
+                if self.path.rstrip("/") in ("/health", "/v1/health"):
+                    return self._send(200, {"status": "ok"})
+                self._send(404, {"error": {"message": f"no route {self.path}: use /v1/chat/completions"}})
+
+            def do_POST(self):
+                if self.path.rstrip("/") not in ("/v1/chat/completions", "/chat/completions"):
+                    return self._send(404, {"error": {"message": f"no route {self.path}: use /v1/chat/completions"}})
+                try:
+                    body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
+                    messages = body["messages"]
+                    if not isinstance(messages, list) or not messages:
+                        raise ValueError("messages must be a non-empty list")
+                except (ValueError, KeyError, TypeError) as e:
+                    return self._send(400, {"error": {"message": f"bad request: {e}"}})
+                try:
+                    reply = server.generate(messages, n=int(body.get("n") or 1), max_tokens=int(body.get("max_tokens") or body.get("max_completion_tokens") or 64),
+                                            temperature=float(body.get("temperature", 1.0)), top_p=float(body.get("top_p", 1.0)))
+                except Exception as e:  # noqa: BLE001 - the client gets the reason, the trainer keeps running
+                    return self._send(500, {"error": {"message": f"generation failed: {type(e).__name__}: {e}"}})
+                self._send(200, reply)
+
+        return Handler
+
+
+@contextlib.contextmanager
+def _eval_mode(model):
+    was = model.training
+    model.eval()
+    try:
+        yield
+    finally:
+        model.train(was)
+
+
+def _full_attention():
+    try:
+        from ..train.s2attn import full_attention
+    except ImportError:  # pragma: no cover - train/ ships with the package
+        return contextlib.nullcontext()
+    return full_attention()
