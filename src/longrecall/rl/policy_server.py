@@ -40,6 +40,7 @@ class PolicyServer:
         self.model, self.tokenizer, self.model_name, self.cap = model, tokenizer, model_name, max_new_tokens_cap
         self.lock = threading.RLock()
         self.requests = 0
+        self._closing = False
         self._httpd = ThreadingHTTPServer((host, port), self._handler())
         self._httpd.daemon_threads = True
         self._thread: threading.Thread | None = None
@@ -55,7 +56,11 @@ class PolicyServer:
         return self
 
     def stop(self) -> None:
+        """Stop accepting, then wait for a generation in flight: a thread killed inside torch at exit aborts the process."""
+        self._closing = True
         self._httpd.shutdown()
+        with self.lock:
+            pass
         self._httpd.server_close()
 
     def __enter__(self):
@@ -77,6 +82,8 @@ class PolicyServer:
         if sample:
             kw.update(temperature=float(temperature), top_p=float(top_p), top_k=0)
         with self.lock, _eval_mode(self.model), torch.no_grad(), _full_attention():
+            if self._closing:
+                raise RuntimeError("the trainer is stopping")
             out = self.model.generate(input_ids=ids.to(self.model.device), attention_mask=torch.ones_like(ids).to(self.model.device), **kw)
         new = out[:, ids.shape[1]:]
         rows = [new[i % new.shape[0]] for i in range(n)]  # greedy: one answer, repeated n times
@@ -100,11 +107,14 @@ class PolicyServer:
 
             def _send(self, status: int, body: dict) -> None:
                 data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                try:
+                    self.send_response(status)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                except (BrokenPipeError, ConnectionResetError):  # the env went away (stopped at the end of training)
+                    pass
 
             def do_GET(self):
                 if self.path.rstrip("/") in ("/v1/models", "/models"):
