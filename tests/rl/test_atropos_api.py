@@ -108,3 +108,10 @@ def test_launch_refuses_a_batch_that_splits_groups(tiny_model_dir, tmp_path):
                      atropos=AtroposConfig(batch_size=6, launch=True))
     with pytest.raises(UserError, match="must be a multiple of num_generations"):
         train_grpo(cfg)
+
+
+def test_a_policy_server_that_is_not_running_is_named(tiny_model_dir, dead_url, tmp_path):
+    cfg = GrpoConfig(model=str(tiny_model_dir), via="atropos", output_dir=str(tmp_path),
+                     atropos=AtroposConfig(api_url=dead_url, policy=dead_url + "/v1", retries=1))
+    with pytest.raises(UserError, match=r"no server answers at http://127\.0\.0\.1:\d+/v1"):
+        train_grpo(cfg)

@@ -45,7 +45,8 @@ def test_every_grpo_preset_loads_and_validates(path):
     cfg = validate(load_config(GrpoConfig, path))
     assert cfg.num_generations >= 2 and cfg.phrasing == "train"
     if "gpu" in path.name:
-        assert cfg.use_vllm and cfg.vllm_server_base_url
+        # an inference server does the rollouts: TRL's vLLM server mode, or the server Atropos' env samples
+        assert (cfg.use_vllm and cfg.vllm_server_base_url) or (cfg.via == "atropos" and cfg.atropos.policy.startswith("http"))
     else:
         assert not cfg.use_vllm and max(cfg.lengths) <= 1024  # CPU-sized
 
