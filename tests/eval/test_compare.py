@@ -64,3 +64,17 @@ def test_cli_refuses_empty_or_corrupt_runs(tmp_path):
         _cli([str(tmp_path / "good"), str(tmp_path / "bad.jsonl"), "--output-dir", str(tmp_path / "o")])
     with pytest.raises(UserError, match="at least two runs"):
         _cli([str(tmp_path / "good"), "--output-dir", str(tmp_path / "o")])
+
+
+def test_paired_delta_matches_samples_by_id_and_bounds_the_mean():
+    a = [{"id": f"s{i}", "task": "chain", "score": 0.0} for i in range(20)] + [{"id": "only-a", "task": "chain", "score": 1.0}]
+    b = [{"id": f"s{i}", "task": "chain", "score": 1.0 if i < 15 else 0.0} for i in range(20)]
+    d = compare.paired_delta(a, b, "chain")
+    assert (d["n"], d["mean"], d["wins"], d["ties"], d["losses"]) == (20, 75.0, 15, 5, 0)
+    assert 50 < d["ci95"][0] < 75 < d["ci95"][1] <= 100  # clearly above 0
+    half = compare.paired_delta(a[:20], [{"id": f"s{i}", "task": "chain", "score": float(i % 2)} for i in range(20)], "chain")
+    flip = [{"id": f"s{i}", "task": "chain", "score": float(i % 2)} for i in range(20)]
+    tie = compare.paired_delta(flip, [{**r, "score": 1 - r["score"]} for r in flip], "chain")
+    assert half["ci95"][0] > 0 and tie["mean"] == 0 and tie["ci95"][0] < 0 < tie["ci95"][1]  # swapped wins: no evidence
+    assert compare.paired_delta(a, b, "single") is None
+    assert compare.paired_delta(a, b, "chain") == d  # seeded

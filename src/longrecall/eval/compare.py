@@ -27,6 +27,24 @@ def delta_table(rows_a: list[dict], rows_b: list[dict], task: str) -> dict[float
     return out
 
 
+def paired_delta(rows_a: list[dict], rows_b: list[dict], task: str, resamples: int = 2000, seed: int = 0) -> dict | None:
+    """B − A over the samples both runs scored (same sample id: same prompt), in points: mean, a seeded 95% paired
+    bootstrap interval, and how many samples B won, tied and lost. None when no sample is shared."""
+    import random
+
+    def by_id(rows):
+        return {r["id"]: float(r["score"]) for r in rows if r["task"] == task and "id" in r and r.get("score") is not None}
+
+    a, b = by_id(rows_a), by_id(rows_b)
+    diffs = [100.0 * (b[i] - a[i]) for i in sorted(a.keys() & b.keys())]
+    if not diffs:
+        return None
+    rng, n = random.Random(seed), len(diffs)
+    means = sorted(sum(rng.choice(diffs) for _ in range(n)) / n for _ in range(resamples))
+    return {"n": n, "mean": sum(diffs) / n, "ci95": [means[int(0.025 * resamples)], means[int(0.975 * resamples) - 1]],
+            "wins": sum(d > 0 for d in diffs), "ties": sum(d == 0 for d in diffs), "losses": sum(d < 0 for d in diffs)}
+
+
 def compare_runs(runs: Sequence[list[dict]], names: Sequence[str], threshold: float = RULER_THRESHOLD) -> dict:
     """Pure comparison data: per family {run: {length: score}}, averages, effective length per run."""
     if len(runs) != len(names):
@@ -41,6 +59,7 @@ def compare_runs(runs: Sequence[list[dict]], names: Sequence[str], threshold: fl
         "effective_length": {n: effective_length(rows, threshold) for n, rows in zip(names, runs)},
         "families": {t: {n: {str(L): v for L, v in fs.get(t, {}).items()} for n, fs in zip(names, per_run)} for t in fams},
         "average": {n: {str(L): v for L, v in average_by_length(rows).items()} for n, rows in zip(names, runs)},
+        "paired": {n: {t: paired_delta(runs[0], rows, t) for t in fams} for n, rows in zip(names[1:], runs[1:])},
     }
 
 
@@ -74,6 +93,12 @@ def write_comparison(out_dir: str | os.PathLike, runs: Sequence[list[dict]], nam
             heatmap(delta, out / img, title=f"{title}: {name} − {base_name} (points)", vmin=-100, vmax=100, signed=True)
             lines += [f"![{title} delta]({img})", ""]
             data.setdefault("images", []).append(img)
+    pairs = [[f"{n} − {base_name}", t, str(d["n"]), f"{d['mean']:+.1f}", f"[{d['ci95'][0]:+.1f}, {d['ci95'][1]:+.1f}]",
+              f"{d['wins']}/{d['ties']}/{d['losses']}"] for n, per in data["paired"].items() for t, d in per.items() if d]
+    if pairs:
+        lines += ["## Paired differences", "", "The same prompts scored by both runs (matched by sample id), in points; "
+                  "an interval that excludes 0 is a difference the samples support.", "",
+                  markdown_table(["runs", "family", "samples", "mean", "95% bootstrap", "won/tied/lost"], pairs), ""]
     write_json(out / "comparison.json", data)
     with atomic_open(out / "report.md") as fh:
         fh.write("\n".join(lines))
