@@ -48,6 +48,15 @@ def _s2(q, k, v, group_size):
     return out
 
 
+def test_half_the_heads_shift_at_a_kv_group_boundary():
+    from longrecall.train.s2attn import head_split
+
+    assert head_split(12, 2) == (6, (0, 1), (1, 2))      # Qwen2-1.5B: exactly half
+    assert head_split(32, 8) == (16, (0, 4), (4, 8))     # Llama 3 8B
+    assert head_split(9, 3) == (6, (0, 2), (2, 3))       # SmolLM2-135M: 6 plain + 3 shifted, no k/v head shared
+    assert head_split(8, 8) == (4, (0, 4), (4, 8)) and head_split(8, 1) == (4, (0, 1), (0, 1))
+
+
 def test_reference_mask_by_hand():
     mask = s2attn_reference_mask(8, 4, 2)
     groups = {0: [[0, 1, 2, 3], [4, 5, 6, 7]], 1: [[0, 1], [2, 3, 4, 5], [6, 7]]}
@@ -68,13 +77,13 @@ def test_every_head_attends_exactly_its_reference_keys(n, g, heads, kv_heads):
     k = torch.zeros(1, kv_heads, n, n)
     v = torch.eye(n).expand(1, kv_heads, n, n)
     seen = _s2(q, k, v, g).transpose(1, 2)[0] > 0  # [heads, query, key]
-    assert torch.equal(seen, s2attn_reference_mask(n, g, heads))
+    assert torch.equal(seen, s2attn_reference_mask(n, g, heads, kv_heads))
 
 
 @pytest.mark.parametrize("n,g,heads,kv_heads", [(24, 8, 4, 2), (27, 8, 6, 2), (32, 8, 9, 3), (20, 6, 2, 1)])
 def test_matches_dense_masked_reference(n, g, heads, kv_heads):
     q, k, v = _qkv(n, heads, kv_heads)
-    want = _dense(q, k, v, s2attn_reference_mask(n, g, heads))
+    want = _dense(q, k, v, s2attn_reference_mask(n, g, heads, kv_heads))
     torch.testing.assert_close(_s2(q, k, v, g), want, atol=1e-5, rtol=1e-5)
 
 
@@ -102,7 +111,7 @@ def test_gradients_flow_and_match_dense_reference():
     q, k, v = _qkv(n, heads=6, kv_heads=2, grad=True)
     upstream = torch.randn(1, n, 6, 8, generator=torch.Generator().manual_seed(1))
     got = torch.autograd.grad((_s2(q, k, v, g) * upstream).sum(), (q, k, v))
-    want = torch.autograd.grad((_dense(q, k, v, s2attn_reference_mask(n, g, 6)) * upstream).sum(), (q, k, v))
+    want = torch.autograd.grad((_dense(q, k, v, s2attn_reference_mask(n, g, 6, 2)) * upstream).sum(), (q, k, v))
     for a, b in zip(got, want):
         assert a.abs().sum() > 0
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
@@ -180,7 +189,8 @@ def _fake_flash_varlen(q, k, v, cu_q, cu_k, max_q, max_k, dropout_p=0.0, softmax
     lengths = (cu_q[1:] - cu_q[:-1]).tolist()
     assert max_q == max_k == max(lengths) and min(lengths) > 0
     outs = [
-        F.scaled_dot_product_attention(*(x[s:e].transpose(0, 1) for x in (q, k, v)), is_causal=True, scale=softmax_scale)
+        F.scaled_dot_product_attention(*(x[s:e].transpose(0, 1) for x in (q, k, v)), is_causal=True, scale=softmax_scale,
+                                       enable_gqa=q.shape[1] != k.shape[1])  # flash-attn takes fewer k/v heads too
         for s, e in zip(cu_q[:-1].tolist(), cu_q[1:].tolist())
     ]
     return torch.cat(outs, dim=1).transpose(0, 1)
@@ -193,7 +203,7 @@ def test_cuda_varlen_path_boundaries_with_a_fake_kernel(monkeypatch, n, g):
     monkeypatch.setitem(sys.modules, "flash_attn", types.SimpleNamespace(flash_attn_varlen_func=_fake_flash_varlen))
     monkeypatch.setattr(s2attn, "_use_flash", lambda q: True)
     q, k, v = _qkv(n, heads=6, kv_heads=2, b=2)
-    torch.testing.assert_close(_s2(q, k, v, g), _dense(q, k, v, s2attn_reference_mask(n, g, 6)), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(_s2(q, k, v, g), _dense(q, k, v, s2attn_reference_mask(n, g, 6, 2)), atol=1e-5, rtol=1e-5)
 
 
 def test_full_attention_block_pauses_s2attn_in_training_mode(tok):

@@ -2,11 +2,12 @@
 
     OMP_NUM_THREADS=1 PYTHONPATH=src python -m pytest tests/train/test_s2attn.py -q
 
-Heads [0, H//2) attend causally inside groups [0,G), [G,2G), ...; heads [H//2, H) inside groups shifted by G/2
+Heads [0, H/2) attend causally inside groups [0,G), [G,2G), ...; heads [H/2, H) inside groups shifted by G/2
 with boundaries 0, G/2, 3G/2, ..., N (the first and last pieces are their own smaller groups, so nothing rolls
 around and no token sees the future). A sequence that fits in one group (G >= N) gets plain causal attention on
 every head: with a single group there is nothing for the shift to bridge. In eval mode the function is plain SDPA,
-so generation and evaluation always use full attention.
+so generation and evaluation always use full attention. Under grouped-query attention "half the heads" is taken
+at the nearest k/v-group boundary (see head_split).
 """
 from __future__ import annotations
 
@@ -42,7 +43,22 @@ def group_bounds(n: int, g: int, shifted: bool) -> list[tuple[int, int]]:
     return list(zip(starts, starts[1:] + [n]))
 
 
-def s2attn_reference_mask(n: int, group_size: int, n_heads: int) -> torch.Tensor:
+def head_split(n_heads: int, n_kv_heads: int | None = None) -> tuple[int, tuple[int, int], tuple[int, int]]:
+    """(query heads on the plain groups, k/v heads of the plain part, k/v heads of the shifted part).
+
+    Half the query heads shift, as in LongLoRA; under grouped-query attention the split moves to the nearest k/v
+    group boundary (SmolLM2: 9 heads, 3 k/v heads -> 6 plain + 3 shifted), so each k/v head serves one pattern and
+    SDPA's grouped kernel runs without copying k/v per query head. Models with an even k/v head count split exactly.
+    """
+    kv = n_kv_heads or n_heads
+    if kv == n_heads or kv == 1:  # multi-head: split anywhere; multi-query: both parts read the one k/v head
+        split = n_heads // 2
+        return (split, (0, split), (split, n_heads)) if kv == n_heads else (split, (0, 1), (0, 1))
+    kv_split = kv - kv // 2
+    return kv_split * (n_heads // kv), (0, kv_split), (kv_split, kv)
+
+
+def s2attn_reference_mask(n: int, group_size: int, n_heads: int, n_kv_heads: int | None = None) -> torch.Tensor:
     """Dense bool mask [heads, n, n] (True = query i may attend key j) of the pattern, for tests only."""
     causal = torch.ones(n, n, dtype=torch.bool).tril()
     masks = []
@@ -51,7 +67,7 @@ def s2attn_reference_mask(n: int, group_size: int, n_heads: int) -> torch.Tensor
         for i, (s, e) in enumerate(group_bounds(n, group_size, shifted)):
             gid[s:e] = i
         masks.append((gid[:, None] == gid[None, :]) & causal)
-    half = n_heads // 2
+    half = head_split(n_heads, n_kv_heads)[0]
     return torch.stack([masks[0]] * half + [masks[1]] * (n_heads - half))
 
 
@@ -66,7 +82,8 @@ def _grouped_sdpa(q, k, v, bounds, scale, dropout):
             parts = [x[:, :, s : s + length] for s in starts]
             return torch.cat(parts) if len(parts) > 1 else parts[0]
 
-        out = F.scaled_dot_product_attention(stack(q), stack(k), stack(v), dropout_p=dropout, is_causal=True, scale=scale)
+        out = F.scaled_dot_product_attention(stack(q), stack(k), stack(v), dropout_p=dropout, is_causal=True, scale=scale,
+                                             enable_gqa=q.shape[1] != k.shape[1])
         pieces.update(zip(starts, out.split(q.shape[0])))
     return torch.cat([pieces[s] for s, _ in bounds], dim=2) if len(bounds) > 1 else pieces[0]
 
@@ -77,13 +94,13 @@ def _flash_varlen(q, k, v, halves, scale, dropout):
 
     b, h, n, d = q.shape
     outs = []
-    for (h0, h1), bounds in halves:
+    for (h0, h1), (k0, k1), bounds in halves:
         if h1 == h0:
             continue
         starts = torch.tensor([s for s, _ in bounds] + [n], dtype=torch.int32, device=q.device)
         cu = torch.cat([starts[:-1] + i * n for i in range(b)] + [starts[-1:] + (b - 1) * n]).to(torch.int32)
         longest = max(e - s for s, e in bounds)
-        flat = [x[:, h0:h1].transpose(1, 2).reshape(b * n, h1 - h0, d) for x in (q, k, v)]
+        flat = [x[:, a:e].transpose(1, 2).reshape(b * n, e - a, d) for x, (a, e) in ((q, (h0, h1)), (k, (k0, k1)), (v, (k0, k1)))]
         outs.append(flash_attn_varlen_func(*flat, cu, cu, longest, longest, dropout, softmax_scale=scale, causal=True))
     return torch.cat(outs, dim=1).reshape(b, n, h, d)
 
@@ -126,7 +143,7 @@ def full_attention():
 
 def s2attn_forward(module, query, key, value, attention_mask, dropout=0.0, scaling=None, **kwargs):
     """The attention function: (b, H, N, d) q and (b, Hkv, N, d) k/v in, (b, N, H, d) out, like transformers' sdpa."""
-    from transformers.integrations.sdpa_attention import repeat_kv, sdpa_attention_forward
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
     n = query.shape[2]
     if not module.training or n < 2 or _PAUSED:
@@ -138,17 +155,16 @@ def s2attn_forward(module, query, key, value, attention_mask, dropout=0.0, scali
     if window and window < g:
         raise UserError(f"S²-Attn group size {g} exceeds the model's sliding window {window}: set group_size <= {window}")
     h = query.shape[1]
-    halves = [((0, h // 2), group_bounds(n, g, False)), ((h // 2, h), group_bounds(n, g, True))]
+    split, kv_plain, kv_shifted = head_split(h, key.shape[1])
+    halves = [((0, split), kv_plain, group_bounds(n, g, False)), ((split, h), kv_shifted, group_bounds(n, g, True))]
     if attention_mask is not None:
-        _check_mask(attention_mask, [bounds for _, bounds in halves])
-    # Grouped-query attention: expand k/v to every query head, since the head halves may split a k/v group.
-    key = repeat_kv(key, h // key.shape[1])
-    value = repeat_kv(value, h // value.shape[1])
+        _check_mask(attention_mask, [bounds for _, _, bounds in halves])
+    # Each part reads only its own k/v heads (grouped-query kernels, no per-query-head copies of k/v).
     if _use_flash(query):
         return _flash_varlen(query, key, value, halves, scaling, dropout), None
     outs = [
-        _grouped_sdpa(query[:, h0:h1], key[:, h0:h1], value[:, h0:h1], bounds, scaling, dropout)
-        for (h0, h1), bounds in halves
+        _grouped_sdpa(query[:, h0:h1], key[:, k0:k1], value[:, k0:k1], bounds, scaling, dropout)
+        for (h0, h1), (k0, k1), bounds in halves
         if h1 > h0
     ]
     return torch.cat(outs, dim=1).transpose(1, 2).contiguous(), None
