@@ -231,7 +231,13 @@ def write_logs(history: list[dict], out: Path, title: str) -> None:
     if not points:
         return
     fig, ax = plt.subplots(figsize=(6, 3.5))
-    ax.plot(*zip(*points), marker="." if len(points) < 50 else None)
+    steps, rewards = zip(*points)
+    ax.plot(steps, rewards, marker=".", lw=0.8, alpha=0.5, label="per step")
+    window = max(1, min(10, len(points) // 4))
+    if window > 1:  # a step's reward is the mean of a few groups: the trend needs a running mean
+        smooth = [sum(rewards[max(0, i - window + 1): i + 1]) / len(rewards[max(0, i - window + 1): i + 1]) for i in range(len(rewards))]
+        ax.plot(steps, smooth, lw=2, label=f"running mean of {window}")
+        ax.legend(loc="upper left", fontsize=8)
     ax.set(xlabel="optimizer step", ylabel="mean reward (niah.score)", title=title, ylim=(-0.02, 1.02))
     ax.grid(alpha=0.3)
     fig.tight_layout()
