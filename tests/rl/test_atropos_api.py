@@ -115,3 +115,13 @@ def test_a_policy_server_that_is_not_running_is_named(tiny_model_dir, dead_url, 
                      atropos=AtroposConfig(api_url=dead_url, policy=dead_url + "/v1", retries=1))
     with pytest.raises(UserError, match=r"no server answers at http://127\.0\.0\.1:\d+/v1"):
         train_grpo(cfg)
+
+
+def test_a_launched_environment_that_dies_is_reported_with_its_reason(tiny_model_dir, tmp_path):
+    from .conftest import free_port
+
+    cfg = GrpoConfig(model=str(tiny_model_dir), via="atropos", output_dir=str(tmp_path), num_generations=2,
+                     atropos=AtroposConfig(api_url=f"http://127.0.0.1:{free_port()}", batch_size=2, launch=True, wait_timeout=120,
+                                           poll_interval=0.5, env={"haystacks": "nowhere"}))
+    with pytest.raises(UserError, match=r"the environment stopped \(code \d+\): .*nowhere"):
+        train_grpo(cfg)
