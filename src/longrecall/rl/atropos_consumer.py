@@ -21,6 +21,7 @@ Checkpoints (adapter + optimizer + log) every save_steps; a rerun with the same 
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import socket
@@ -212,7 +213,7 @@ class Launched:
     def start_api(self) -> None:
         from urllib.parse import urlparse
 
-        from ..env.rollouts import _check, _spawn
+        from ..env.rollouts import _api, _check, _spawn
 
         u = urlparse(self.cfg.atropos.api_url)
         if u.hostname not in ("127.0.0.1", "localhost") or not u.port:
@@ -220,13 +221,9 @@ class Launched:
         log = self.logs / "api.log"
         self.procs["run-api"] = (_spawn(["-m", "atroposlib.cli.run_api", "--host", "127.0.0.1", "--port", str(u.port)], log), log)
         deadline = time.monotonic() + 120
-        while True:
-            try:
-                _request(replace(self.cfg.atropos, retries=1, request_timeout=2.0), "/")
-                return
-            except UserError:
-                _check(self.procs, deadline, "the Atropos API start", 120)
-                time.sleep(0.5)
+        while not _api(self.cfg.atropos.api_url, "/"):
+            _check(self.procs, deadline, "the Atropos API start", 120)
+            time.sleep(0.5)
 
     def start_env(self, policy_url: str, model_name: str) -> None:
         from ..env.rollouts import _spawn, env_flags
@@ -342,7 +339,7 @@ def train_atropos(cfg) -> dict:
         register(a, cfg.max_steps, str(out))
         if launched:
             launched.start_env(policy_url, policy_name)
-        lock = server.lock if server else _NoLock()
+        lock = server.lock if server else contextlib.nullcontext()
         no_signal = 0
         bar = tqdm(total=cfg.max_steps, initial=step, desc="grpo (atropos)")
         while step < cfg.max_steps:
@@ -382,15 +379,7 @@ def train_atropos(cfg) -> dict:
         if server:
             server.stop()
     adapter = save_policy(model, tokenizer, out, {**extra, "steps": step}, s2attn=cfg.s2attn)
-    write_logs(history, out, title)
     rewards = [h["reward"] for h in history if h.get("trained")]
     return {"adapter": str(adapter), "steps": step, "rewards": rewards, "skipped_equal": sum(h["skipped_equal"] for h in history),
             "log": str(out / "train_log.jsonl"), "plot": str(out / "reward.png")}
 
-
-class _NoLock:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
