@@ -19,6 +19,8 @@ import time
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from ..train.s2attn import full_attention
+
 MODEL_NAME = "longrecall-policy"
 
 
@@ -81,7 +83,7 @@ class PolicyServer:
               "pad_token_id": tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id}
         if sample:
             kw.update(temperature=float(temperature), top_p=float(top_p), top_k=0)
-        with self.lock, _eval_mode(self.model), torch.no_grad(), _full_attention():
+        with self.lock, _eval_mode(self.model), torch.no_grad(), full_attention():
             if self._closing:
                 raise RuntimeError("the trainer is stopping")
             out = self.model.generate(input_ids=ids.to(self.model.device), attention_mask=torch.ones_like(ids).to(self.model.device), **kw)
@@ -152,10 +154,3 @@ def _eval_mode(model):
     finally:
         model.train(was)
 
-
-def _full_attention():
-    try:
-        from ..train.s2attn import full_attention
-    except ImportError:  # pragma: no cover - train/ ships with the package
-        return contextlib.nullcontext()
-    return full_attention()
