@@ -66,8 +66,41 @@ def test_reference_mask_by_hand():
             for i in part:
                 want[i, part[0] : i + 1] = True
         assert torch.equal(mask[head], want)
-    assert group_bounds(10, 4, shifted=True) == [(0, 2), (2, 6), (6, 10)]
-    assert group_bounds(11, 4, shifted=False) == [(0, 4), (4, 8), (8, 11)]
+    assert group_bounds(12, 4, shifted=True) == [(0, 2), (2, 6), (6, 10), (10, 12)]
+    assert group_bounds(12, 4, shifted=False) == [(0, 4), (4, 8), (8, 12)]
+
+
+@pytest.mark.parametrize("n,g", [(13, 4), (97, 24), (11, 4), (10, 4), (4097, 1024), (5000, 2048), (7, 6), (3, 2)])
+def test_a_length_off_the_group_multiple_gets_balanced_groups_never_a_one_token_group(n, g):
+    # LongLoRA assumes N % G == 0; the old cut [0,G), [G,2G), ... left a last group of N % G tokens (one, for 13 and 4).
+    plain, shifted = group_bounds(n, g, shifted=False), group_bounds(n, g, shifted=True)
+    sizes = [e - s for s, e in plain]
+    k = -(-n // g)
+    assert len(plain) == k and max(sizes) - min(sizes) <= 1 and max(sizes) <= g and sum(sizes) == n
+    assert [s for s, _ in plain] == [i * n // k for i in range(k)]
+    # shifted heads: boundaries at the plain groups' midpoints, covering [0, n) with no gap or overlap
+    assert shifted[0][0] == 0 and shifted[-1][1] == n and all(a[1] == b[0] for a, b in zip(shifted, shifted[1:]))
+    assert [e for _, e in shifted[:-1]] == [(s + e) // 2 for s, e in plain if (s + e) // 2 > 0]
+    inner = [e - s for s, e in shifted[1:-1]]
+    assert not inner or max(inner) - min(inner) <= 2
+
+
+def test_last_token_of_an_off_multiple_sequence_sees_its_group_not_only_itself():
+    n, g = 13, 4
+    q, k = torch.zeros(1, 2, n, n), torch.zeros(1, 2, n, n)
+    v = torch.eye(n).expand(1, 2, n, n)
+    seen = _s2(q, k, v, g).transpose(1, 2)[0] > 0  # [heads, query, key]
+    assert int(seen[0, n - 1].sum()) == 4  # plain head: balanced groups 3, 3, 3, 4 (the old cut left token 12 alone)
+    assert int(seen[1, n - 1].sum()) == 2  # shifted head: last half group [11, 13)
+
+
+def test_group_fraction_keeps_four_groups_for_any_length():
+    from longrecall.train.s2attn import resolve_group_size
+
+    for n in (96, 97, 98, 99, 100, 4095, 4097):
+        assert len(group_bounds(n, resolve_group_size(n, 0.25), shifted=False)) == 4, n
+    assert resolve_group_size(30, 0.1) == 3  # no float round-up to 4
+    assert resolve_group_size(40, group_size=16) == 16 and resolve_group_size(10, group_size=16) == 10
 
 
 @pytest.mark.parametrize("n,g,heads,kv_heads", [(16, 4, 4, 2), (16, 8, 6, 6), (18, 4, 4, 1), (13, 4, 9, 3), (10, 6, 5, 5)])
@@ -222,3 +255,15 @@ def test_full_attention_block_pauses_s2attn_in_training_mode(tok):
         paused = model(input_ids=ids).logits
     assert not torch.allclose(dense, sparse, atol=1e-5)
     assert torch.allclose(dense, paused, atol=1e-6)
+
+
+def test_declared_torch_floor_has_sdpa_enable_gqa():
+    # S²-Attn calls F.scaled_dot_product_attention(..., enable_gqa=...), which torch added in 2.5.
+    import tomllib
+    from pathlib import Path
+
+    from packaging.requirements import Requirement
+
+    meta = tomllib.loads((Path(__file__).resolve().parents[2] / "pyproject.toml").read_text())
+    torch_req = next(Requirement(r) for r in meta["project"]["dependencies"] if Requirement(r).name == "torch")
+    assert not torch_req.specifier.contains("2.4.1") and torch_req.specifier.contains("2.5.0")

@@ -8,11 +8,19 @@ around and no token sees the future). A sequence that fits in one group (G >= N)
 every head: with a single group there is nothing for the shift to bridge. In eval mode the function is plain SDPA,
 so generation and evaluation always use full attention. Under grouped-query attention "half the heads" is taken
 at the nearest k/v-group boundary (see head_split).
+
+Lengths that are not a multiple of the group size. LongLoRA assumes N % G == 0 (its first version refused any
+other N). Cutting [0,G), [G,2G), ... and leaving the remainder as the last group would give a group of a few tokens,
+even one, that sees almost nothing. Here the sequence is cut into k = ceil(N / G) *balanced* groups instead: group
+i is [i*N//k, (i+1)*N//k), so sizes differ by at most one token and never exceed G, and the shifted heads' boundaries
+are the midpoints of those groups (0, mid_0, mid_1, ..., N). When G divides N this is exactly LongLoRA's pattern
+(boundaries iG, shifted G/2 + iG). With group_fraction (no fixed group_size) G = ceil(N * fraction), so N/4 keeps
+four groups whatever N is. See group_bounds.
 """
 from __future__ import annotations
 
 import contextlib
-
+import math
 import os
 from collections import defaultdict
 
@@ -30,17 +38,24 @@ _PAD_FIX = (
 
 
 def resolve_group_size(n: int, group_fraction: float = 0.25, group_size: int | None = None) -> int:
-    """Group size for a sequence of n tokens: fixed group_size, else int(n * group_fraction); at least 2, at most n."""
-    g = group_size if group_size else int(n * group_fraction)
+    """Largest group for a sequence of n tokens: fixed group_size, else ceil(n * group_fraction); at least 2, at most n."""
+    g = group_size if group_size else math.ceil(round(n * group_fraction, 6))  # round: 0.1 * 30 is 3.0000000000000004
     return n if g < 2 or g >= n else g
 
 
 def group_bounds(n: int, g: int, shifted: bool) -> list[tuple[int, int]]:
-    """(start, end) of each group; the last group may be shorter. Shifted: 0, g/2, 3g/2, ..., n."""
+    """(start, end) of each group: k = ceil(n/g) balanced groups (sizes differ by at most one, none above g).
+
+    Plain: [i*n//k, (i+1)*n//k). Shifted: boundaries at the plain groups' midpoints, 0, mid_0, ..., mid_(k-1), n (first
+    and last pieces are half groups). With g dividing n: 0, g, 2g, ... and 0, g/2, 3g/2, ..., n, as in LongLoRA.
+    """
     if g >= n:
         return [(0, n)]
-    starts = [0, *range(g // 2, n, g)] if shifted else list(range(0, n, g))
-    return list(zip(starts, starts[1:] + [n]))
+    k = -(-n // g)
+    edges = [i * n // k for i in range(k + 1)]
+    if shifted:
+        edges = [0, *((a + b) // 2 for a, b in zip(edges, edges[1:])), n]
+    return [(s, e) for s, e in zip(edges, edges[1:]) if e > s]
 
 
 def head_split(n_heads: int, n_kv_heads: int | None = None) -> tuple[int, tuple[int, int], tuple[int, int]]:
