@@ -199,6 +199,17 @@ def _trainer_cls():
             self.lora_cfg, self.chunk_size, self.s2attn_sft = lora_cfg, chunk_size, s2attn_sft
             self.model_accepts_loss_kwargs = True  # compute_loss already divides by num_items_in_batch
 
+        def _world_loss_scale(self) -> int:
+            """What Trainer.compute_loss multiplies a num_items_in_batch-normalised loss by (transformers 5.24).
+
+            With average_tokens_across_devices (the default) num_items_in_batch is the token count summed over all
+            processes, while DDP/FSDP average the gradients over processes: without this factor every gradient is
+            1/world_size of the single-process one. Tensor-parallel ranks share a batch and are not counted.
+            """
+            if not self.args.average_tokens_across_devices:
+                return 1
+            return self.accelerator.num_processes // self.get_tp_size() if self.args.n_gpu <= 1 else self.args.n_gpu
+
         def create_optimizer(self, model=None):
             if self.optimizer is None:
                 self.optimizer = lora_plus_adamw(model or self.model, self.lora_cfg, self.args)
@@ -220,6 +231,7 @@ def _trainer_cls():
             loss = chunked_lm_loss(hidden, head, labels, self.chunk_size)
             if num_items_in_batch is not None:  # token-weighted over the accumulated sequences
                 loss = loss * (labels[:, 1:] != IGNORE_INDEX).sum() / num_items_in_batch
+                loss = loss * self._world_loss_scale()
             if not torch.isfinite(loss.detach()):
                 raise UserError(f"loss became {loss.item()} at step {self.state.global_step}: lower lr (now {self.args.learning_rate:g}) or lora.embed_lr, then rerun")
             return (loss, None) if return_outputs else loss
