@@ -76,3 +76,85 @@ def test_too_long_sequences_and_bad_requests_are_refused():
         apply_position_scaling(config, 40000, method="ntk")
     with pytest.raises(UserError, match="already scaled with 'linear'"):
         apply_position_scaling(config, 40000, method="yarn")
+
+
+# ---------------------------------------------------------------- restoring an adapter's scaling on load
+
+def _recorded(model):
+    from longrecall.train.lora_plus import position_info
+
+    return position_info(model.config)
+
+
+def test_restore_gives_an_unscaled_base_the_exact_recorded_yarn_including_beta_and_attention_factor():
+    from longrecall.train.positions import restore_position_scaling
+
+    trained = tiny_model(VOCAB)
+    apply_position_scaling(trained, 16384, method="yarn")
+    trained.config.rope_parameters.update(beta_fast=16.0, beta_slow=2.0, attention_factor=1.2)
+    trained.config.validate_rope()
+    trained = AutoModelForCausalLM.from_config(trained.config)  # rotary built from the custom parameters
+    recorded = _recorded(trained)
+
+    base = tiny_model(VOCAB)
+    restore_position_scaling(base, recorded)
+    params = base.config.rope_parameters
+    assert (params["beta_fast"], params["beta_slow"], params["attention_factor"]) == (16.0, 2.0, 1.2)
+    assert params == trained.config.rope_parameters and base.config.max_position_embeddings == 16384
+    positions = [0, 5, 9000, 16000]
+    for a, b in zip(_rotary(base, positions), _rotary(trained, positions)):
+        torch.testing.assert_close(a, b)
+    assert base.get_decoder().rotary_emb.attention_scaling == pytest.approx(1.2)
+    restore_position_scaling(base, recorded)  # already the same scaling: accepted as is
+
+
+def test_extending_a_yarn_model_keeps_its_beta_and_attention_factor():
+    config = AutoConfig.for_model("llama", max_position_embeddings=8192)
+    apply_position_scaling(config, 16384, method="yarn")
+    config.rope_parameters.update(beta_fast=16.0, beta_slow=2.0, attention_factor=1.2)
+    apply_position_scaling(config, 32768, method="yarn")
+    p = config.rope_parameters
+    assert p["factor"] == 4.0 and (p["beta_fast"], p["beta_slow"], p["attention_factor"]) == (16.0, 2.0, 1.2)
+
+
+def test_an_unscaled_adapter_on_a_scaled_base_is_refused():
+    from longrecall.train.positions import restore_position_scaling
+
+    recorded = _recorded(tiny_model(VOCAB))  # trained at the native 8k
+    base = apply_position_scaling(tiny_model(VOCAB), 16384, method="yarn")
+    with pytest.raises(UserError, match="trained without position scaling.*unscaled base model") as err:
+        restore_position_scaling(base, recorded)
+    assert "\n" not in str(err.value)
+    restore_position_scaling(tiny_model(VOCAB), recorded)  # on the unscaled base it was trained from: fine
+
+
+@pytest.mark.parametrize("change", [{"beta_fast": 64.0}, {"attention_factor": 1.5}, {"factor": 4.0, "_target": 32768},
+                                    {"_method": "linear"}])
+def test_scalings_that_differ_are_refused(change):
+    from longrecall.train.positions import restore_position_scaling
+
+    recorded = _recorded(apply_position_scaling(tiny_model(VOCAB), 16384, method="yarn"))
+    base = apply_position_scaling(tiny_model(VOCAB), change.pop("_target", 16384), method=change.pop("_method", "yarn"))
+    base.config.rope_parameters.update(change)
+    with pytest.raises(UserError, match="position scaling differs"):
+        restore_position_scaling(base, recorded)
+
+
+def test_another_base_is_refused():
+    from longrecall.train.positions import restore_position_scaling
+
+    recorded = _recorded(apply_position_scaling(tiny_model(VOCAB), 16384, method="yarn"))
+    other = tiny_model(VOCAB)
+    other.config.max_position_embeddings = 4096  # another native context
+    with pytest.raises(UserError, match="base model it was trained from"):
+        restore_position_scaling(other, recorded)
+
+
+def test_load_adapter_refuses_an_unscaled_adapter_on_a_scaled_base(tmp_path):
+    from longrecall.train.lora_plus import LoraPlusConfig, apply_lora_plus, load_adapter, save_adapter
+
+    save_adapter(apply_lora_plus(tiny_model(VOCAB), LoraPlusConfig()), tmp_path / "adapter")
+    scaled = apply_position_scaling(tiny_model(VOCAB), 16384, method="yarn")
+    with pytest.raises(UserError, match="trained without position scaling"):
+        load_adapter(scaled, tmp_path / "adapter")
+    load_adapter(tiny_model(VOCAB), tmp_path / "adapter")

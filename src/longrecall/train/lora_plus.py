@@ -187,17 +187,10 @@ def read_adapter_info(adapter_dir) -> dict:
 
 
 def _restore_positions(model, info: dict) -> None:
-    from .positions import apply_position_scaling
+    """The adapter's recorded RoPE scaling onto the base model (refused in one line when they cannot match)."""
+    from .positions import restore_position_scaling
 
-    pos = info.get("positions") or {}
-    kind = (pos.get("rope_parameters") or {}).get("rope_type", "default")
-    if pos.get("factor", 1) > 1:
-        apply_position_scaling(model, pos["native_length"] * pos["factor"], method=kind)
-        if int(model.config.max_position_embeddings) != pos["max_position_embeddings"]:
-            raise UserError(
-                f"base model context {model.config.max_position_embeddings} differs from the adapter's "
-                f"{pos['max_position_embeddings']}: load the adapter onto the base model it was trained from"
-            )
+    restore_position_scaling(model, info.get("positions") or {})
 
 
 def load_adapter(base_model_name_or_model, adapter_dir, trainable: bool = False):

@@ -12,6 +12,8 @@ import math
 from ..errors import UserError
 
 METHODS = ("linear", "yarn")
+YARN_KEEP = ("beta_fast", "beta_slow", "attention_factor", "mscale", "mscale_all_dim", "truncate")
+"""YaRN settings besides factor and original length, kept when a scaling is extended or restored."""
 
 
 def _split(model_or_config):
@@ -66,6 +68,8 @@ def apply_position_scaling(model_or_config, target_length: int, method: str = "l
     new["rope_theta"] = params["rope_theta"]
     if "partial_rotary_factor" in params:
         new["partial_rotary_factor"] = params["partial_rotary_factor"]
+    if kind == "yarn":  # extending a YaRN model: its own ramp and attention scaling stay
+        new.update({k: params[k] for k in YARN_KEEP if params.get(k) is not None})
     config.rope_parameters = new
     config.max_position_embeddings = native * factor
     config.validate_rope()
@@ -81,6 +85,71 @@ def _rebuild_rotary(model, config) -> None:
             if type(child).__name__.endswith("RotaryEmbedding"):
                 device = child.inv_freq.device
                 setattr(parent, name, type(child)(config=config).to(device))
+
+
+def _normalised(params: dict | None) -> dict:
+    """RoPE parameters comparable across a JSON round trip (3 == 3.0) and defaults (None-valued keys dropped)."""
+    out = {}
+    for key, value in (params or {}).items():
+        if value is None:
+            continue
+        out[key] = float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else value
+    out.setdefault("rope_type", "default")
+    return out
+
+
+def _describe(params: dict) -> str:
+    kind = params.get("rope_type", "default")
+    if kind == "default":
+        return "unscaled RoPE"
+    extra = ", ".join(f"{k}={params[k]:g}" if isinstance(params[k], float) else f"{k}={params[k]}"
+                      for k in sorted(params) if k not in ("rope_type", "rope_theta"))
+    return f"{kind} RoPE ({extra})"
+
+
+def restore_position_scaling(model_or_config, recorded: dict) -> None:
+    """Give a base model the exact RoPE scaling an adapter was trained with, or refuse in one line.
+
+    `recorded` is what training wrote (lora_plus.position_info): rope_parameters, max_position_embeddings,
+    native_length, factor. An unscaled base gets the recorded parameters verbatim (YaRN's beta_fast, beta_slow,
+    attention_factor, ... included); a base that is already scaled must carry exactly the recorded ones.
+    Refused: an adapter trained without scaling on a scaled base; scaling parameters that differ; another base.
+    """
+    if not recorded:
+        return  # an adapter from before positions were recorded
+    model, config = _split(model_or_config)
+    want = _normalised(recorded.get("rope_parameters"))
+    have = _normalised(getattr(config, "rope_parameters", None))
+    other_base = (
+        f"base model context {config.max_position_embeddings} ({_describe(have)}) does not match the adapter's "
+        f"{recorded.get('max_position_embeddings')} ({_describe(want)}): load the adapter onto the base model it was trained from"
+    )
+    if want == have:
+        if int(config.max_position_embeddings) != int(recorded.get("max_position_embeddings", config.max_position_embeddings)):
+            raise UserError(other_base)
+        return
+    adapter_scaled = want["rope_type"] in METHODS and recorded.get("factor", 1) > 1
+    base_scaled = have["rope_type"] in METHODS and scaling_factor(config) > 1
+    if not adapter_scaled and base_scaled:
+        raise UserError(
+            f"the adapter was trained without position scaling but the base model has {_describe(have)}: load it onto "
+            f"the unscaled base model it was trained from (not a merged or re-scaled copy)"
+        )
+    if adapter_scaled and base_scaled:
+        raise UserError(
+            f"position scaling differs: the adapter was trained with {_describe(want)}, the base model has "
+            f"{_describe(have)}: load it onto the unscaled base model (the adapter's scaling is then restored) or set "
+            f"the same scaling (target_length / scaling_method) as its training run"
+        )
+    unscaled_want = {k: v for k, v in want.items() if k in ("rope_theta", "partial_rotary_factor")}
+    unscaled_have = {k: v for k, v in have.items() if k in ("rope_theta", "partial_rotary_factor")}
+    if not adapter_scaled or unscaled_want != unscaled_have or native_length(config) != int(recorded.get("native_length", -1)):
+        raise UserError(other_base)
+    config.rope_parameters = dict(recorded["rope_parameters"])
+    config.max_position_embeddings = int(recorded["max_position_embeddings"])
+    config.validate_rope()
+    if model is not None:
+        _rebuild_rotary(model, config)
 
 
 def check_sequence_length(model_or_config, length: int) -> None:
