@@ -158,3 +158,79 @@ def test_accelerate_configs_parse(name):
 
     cfg = ClusterConfig.from_yaml_file(CONFIGS / "accelerate" / name)
     assert cfg.mixed_precision == "bf16" and cfg.num_processes > 1
+
+
+def _spy_s2attn(monkeypatch):
+    """Count S²-Attn's grouped attention calls (the sparse path; full attention never reaches it)."""
+    import longrecall.train.s2attn as s2attn
+
+    calls = [0]
+    real = s2attn._grouped_sdpa
+
+    def counting(*args, **kwargs):
+        calls[0] += 1
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(s2attn, "_grouped_sdpa", counting)
+    return calls
+
+
+def _record_steps(monkeypatch, calls, tok):
+    """(is a chat, S²-Attn calls during that training step) per micro-step; chats told apart by their first token."""
+    import longrecall.train.recipe as recipe
+
+    steps, make = [], recipe._trainer_cls
+    im_start = tok.convert_tokens_to_ids("<|im_start|>")
+
+    def cls():
+        class Recording(make()):
+            def training_step(self, model, inputs, *args, **kwargs):
+                before = calls[0]
+                out = super().training_step(model, inputs, *args, **kwargs)
+                steps.append((int(inputs["input_ids"][0, 0]) == im_start, calls[0] - before))
+                return out
+
+        return Recording
+
+    monkeypatch.setattr(recipe, "_trainer_cls", cls)
+    return steps
+
+
+@pytest.mark.parametrize("s2attn_sft", [False, True])
+def test_chats_train_with_full_attention_and_blocks_with_s2attn(files, tmp_path, tok, monkeypatch, s2attn_sft):
+    calls = _spy_s2attn(monkeypatch)
+    steps = _record_steps(monkeypatch, calls, tok)
+    train_longlora(_cfg(files, tmp_path / "run", max_steps=8, save_steps=100, gradient_checkpointing=False, bf16=False,
+                        s2attn_sft=s2attn_sft))
+    chats, blocks = [n for chat, n in steps if chat], [n for chat, n in steps if not chat]
+    assert chats and blocks, steps  # the mix gave both kinds
+    assert all(n > 0 for n in blocks)  # packed next-token blocks: S²-Attn in every layer
+    assert all((n > 0) == s2attn_sft for n in chats)  # chats: full attention unless s2attn_sft
+
+
+def test_s2attn_off_never_runs_it(files, tmp_path, tok, monkeypatch):
+    calls = _spy_s2attn(monkeypatch)
+    train_longlora(_cfg(files, tmp_path / "run", s2attn=False, max_steps=3, save_steps=100, gradient_checkpointing=False))
+    assert calls[0] == 0
+
+
+def test_s2attn_on_chats_only_says_it_changes_nothing(files, tmp_path, capsys, tok, monkeypatch):
+    calls = _spy_s2attn(monkeypatch)
+    train_longlora(_cfg(files, tmp_path / "sft", pretrain=None, max_steps=1, save_steps=100, gradient_checkpointing=False))
+    out = capsys.readouterr().out
+    assert calls[0] == 0 and "s2attn: true has no effect" in out and "set s2attn: false" in out
+    train_longlora(_cfg(files, tmp_path / "mixed", max_steps=1, save_steps=100, gradient_checkpointing=False))
+    assert "no effect" not in capsys.readouterr().out  # with pretrain blocks S²-Attn runs: no note
+    train_longlora(_cfg(files, tmp_path / "sft-s2", pretrain=None, s2attn_sft=True, max_steps=1, save_steps=100,
+                        gradient_checkpointing=False))
+    assert "no effect" not in capsys.readouterr().out and calls[0] > 0
+
+
+@pytest.mark.parametrize("path", sorted(CONFIGS.glob("longlora-*.yaml")), ids=lambda p: p.name)
+def test_no_preset_turns_on_an_s2attn_that_never_runs(path):
+    from longrecall.train.recipe import s2attn_note
+
+    cfg = load_config(LongLoraConfig, path)
+    chat, block = {"labels": [IGNORE_INDEX, 5]}, {"labels": [5, 6]}
+    examples = ([chat] if cfg.sft else []) + ([block] if cfg.pretrain and cfg.mix < 1 else [])
+    assert s2attn_note(cfg, examples) is None, f"{path.name}: s2attn: true on chats only; set s2attn: false"

@@ -175,6 +175,18 @@ def build_examples(cfg: LongLoraConfig, tokenizer) -> list[dict]:
     return examples
 
 
+def s2attn_note(cfg: LongLoraConfig, examples: list[dict]) -> str | None:
+    """One line when `s2attn: true` changes nothing: every sample is a chat, and chats train with full attention.
+
+    Chats (prompt masked: labels start with IGNORE_INDEX) run under full_attention() unless s2attn_sft is set;
+    only packed next-token blocks train with S²-Attn. An SFT-only run would otherwise claim S²-Attn silently.
+    """
+    if not cfg.s2attn or cfg.s2attn_sft or any(ex["labels"][0] != IGNORE_INDEX for ex in examples):
+        return None
+    return ("note: s2attn: true has no effect in this run: every training sample is a chat and chats train with full "
+            "attention (s2attn_sft: false); add pretrain: blocks to train with S²-Attn, or set s2attn: false to say so")
+
+
 def collate_batch1(features: list[dict]) -> dict:
     """Batch 1, no padding: S²-Attn's groups and packed blocks must not see pad tokens."""
     import torch
@@ -326,6 +338,9 @@ def train_longlora(cfg: LongLoraConfig, callbacks: list | None = None) -> dict:
         yaml.safe_dump(to_dict(cfg), fh, sort_keys=False)
     tokenizer = load_tokenizer(cfg.model)
     examples = build_examples(cfg, tokenizer)  # before the model: bad data fails in seconds
+    note = s2attn_note(cfg, examples)
+    if note:
+        print(note)
     model = build_model(cfg)
     print(format_report(trainable_report(model)))
 
