@@ -15,6 +15,7 @@ from .errors import UserError
 COMMANDS = [
     (("niah", "generate"), "longrecall.niah.cli", "add_arguments", "main", "write needle-in-a-haystack samples to JSONL"),
     (("niah", "families"), "longrecall.niah.cli", None, "families_main", "list the task families"),
+    (("niah", "attacks"), "longrecall.niah.cli", "add_attack_arguments", "attacks_main", "audit the reward: answers that dump values, per family"),
     (("serve",), "longrecall.env.server", "add_arguments", "main", "serve a model on an OpenAI-compatible endpoint (transformers serve)"),
     (("env",), "longrecall.env.cli", "add_arguments", "main", "the Atropos environment: serve | process | evaluate"),
     (("data", "sft"), "longrecall.data.sft", "add_arguments", "main", "SFT chat records (direct or through Atropos)"),

@@ -1,4 +1,4 @@
-"""`longrecall niah generate` and `longrecall niah families`: write task samples to JSONL."""
+"""`longrecall niah generate`, `niah families` and `niah attacks`: write task samples, list families, audit the reward."""
 from __future__ import annotations
 
 import argparse
@@ -124,3 +124,30 @@ def main(a) -> None:
 def families_main(a) -> None:
     for f in FAMILIES.values():
         print(f"{f.name:12s} {f.description}")
+
+
+def add_attack_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--n", type=int, default=200, help="samples per family (default 200)")
+    p.add_argument("--length", default="1k", help="sample length in tokens (default 1k)")
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--output", default=None, help="write the markdown table to this file (default: print it)")
+    p.add_argument("--tokenizer", default="default")
+
+
+def attacks_main(a) -> None:
+    from ..io import atomic_open
+    from ..models import load_tokenizer
+    from . import attacks as A
+
+    if a.n < 1:
+        raise UserError(f"--n {a.n}: pass at least 1 sample per family")
+    (length,) = int_list(a.length)[:1] or [0]
+    tok = load_tokenizer(a.tokenizer)
+    samples = A.audit_samples(tok, n=a.n, length=length, seed=a.seed)
+    table = A.markdown_table(A.attack_scores(samples, tok, seed=a.seed), list(FAMILIES))
+    if a.output:
+        with atomic_open(a.output) as f:
+            f.write(table)
+        print(f"wrote the attack table ({a.n} samples a family, {length} tokens) to {a.output}")
+    else:
+        print(table, end="")

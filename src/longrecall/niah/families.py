@@ -89,9 +89,9 @@ def _kv_task(spec, rng, n_keys: int, n_values: int, n_distractor_keys: int, ask:
             k = N.make_key(r)
         return N.needle_sentence(r.choice(N.NEEDLE_TEMPLATES[0]), r.choice(other_names), k, N.make_value(kind, r))
 
-    per = 24 if kind == "uuid" else 12
+    per = 44 if kind == "uuid" else 16  # a uuid is up to 36 tokens in SmolLM2's tokenizer; key + separator
     prefix = f"The {name} for {keys[0]} is" if ask == "one" else ""
-    metric = "contains" if len(answers) == 1 else "recall"
+    metric = "contains" if len(answers) == 1 else "set"
     return Task(needles, question, answers, metric, 16 + per * len(answers), answer_prefix=prefix, value_kind=kind, dense=dense)
 
 
@@ -100,15 +100,25 @@ def single(spec, rng):
 
 
 def multikey(spec, rng):
-    return _kv_task(spec, rng, 1, 1, spec.n_distractors or 3, "one")
+    # 5-7 distractors by default: a blind pick among the values of the kind then earns at most 1/6 on average.
+    n_dis = spec.n_distractors if spec.n_distractors is not None else rng.randint(5, 7)
+    return _kv_task(spec, rng, 1, 1, n_dis, "one")
+
+
+def _decoys(spec, rng, n: int) -> int:
+    """Distractor needles for the answer-set families: at least as many as answers by default, so that naming
+    every value of the kind in the text costs as much as it earns (the reward charges each wrong value)."""
+    return spec.n_distractors if spec.n_distractors is not None else rng.randint(n, n + 2)
 
 
 def multivalue(spec, rng):
-    return _kv_task(spec, rng, 1, spec.n_needles or rng.randint(2, 4), spec.n_distractors or 0, "all_of_key")
+    n = spec.n_needles or rng.randint(2, 4)
+    return _kv_task(spec, rng, 1, n, _decoys(spec, rng, n), "all_of_key")
 
 
 def multiquery(spec, rng):
-    return _kv_task(spec, rng, spec.n_needles or rng.randint(2, 4), 1, spec.n_distractors or 0, "several")
+    n = spec.n_needles or rng.randint(2, 4)
+    return _kv_task(spec, rng, n, 1, _decoys(spec, rng, n), "several")
 
 
 def all_needles(spec, rng):
@@ -121,7 +131,7 @@ def all_needles(spec, rng):
     name = rng.choice(names)
     others = [x for x in _distractor_names(kind, spec.phrasing) if x != name]
     tmpl = _pick(rng, N.NEEDLE_TEMPLATES, spec.phrasing)
-    n_dis = spec.n_distractors if spec.n_distractors is not None else rng.randint(0, 4)
+    n_dis = _decoys(spec, rng, n)
     keys = N.distinct(rng, N.make_key, n + n_dis)
     pool_size = len(N.VALUE_WORDS) if kind == "word" else 10**9
     if n + n_dis > pool_size:
@@ -140,8 +150,8 @@ def all_needles(spec, rng):
             v = N.make_value(kind, r)
         return N.needle_sentence(r.choice(N.NEEDLE_TEMPLATES[0]), r.choice(others), N.make_key(r), v)
 
-    per = 24 if kind == "uuid" else 10
-    return Task(needles, question, values[:n], "set_f1", 32 + per * n, value_kind=kind, dense=dense)
+    per = 40 if kind == "uuid" else 12  # room for each value in full (a uuid: up to 36 tokens)
+    return Task(needles, question, values[:n], "set", 32 + per * n, value_kind=kind, dense=dense)
 
 
 def chain(spec, rng):
@@ -175,7 +185,7 @@ def vartrack(spec, rng):
                 f"Which variables end up holding the value {values[0]}? List every one.",
             ]
         )
-        return Task(needles, q, target, "set_f1", 32 + 8 * len(target), value_kind="var")
+        return Task(needles, q, target, "set", 32 + 8 * len(target), value_kind="var")
     q = rng.choice(
         [
             f"Following the assignments, what number does VAR {target[-1]} hold?",
@@ -199,7 +209,7 @@ FAMILIES: dict[str, Family] = {
         Family("multikey", multikey, "the asked key among distractor keys of the same shape"),
         Family("multivalue", multivalue, "every value of one key (2-4)"),
         Family("multiquery", multiquery, "several keys asked at once"),
-        Family("all_needles", all_needles, "list every needle of a kind (2-32, count unknown), among other kinds"),
+        Family("all_needles", all_needles, "list every needle of a kind (2-32, count unknown), among as many needles of other kinds"),
         Family("chain", chain, "related needles: an entity chain of 1-4 hops with distractor chains, asked from either end"),
         Family("vartrack", vartrack, "variable tracking: chains of assignments, asked from the value or the last name"),
     ]

@@ -18,7 +18,7 @@ from . import haystacks as H
 from . import tokens as T
 from .families import get_family
 
-GENERATOR_VERSION = "1"
+GENERATOR_VERSION = "2"
 
 SYSTEMS = (
     [
