@@ -19,3 +19,87 @@ def test_chain_only_inputs_are_refused(tok):
     s = generate_sample(GenSpec(task="chain", length=1024, seed=1), tok).to_dict()
     with pytest.raises(UserError, match="multiquery"):
         needle_questions(s)
+
+
+def _stubbed_eval(tok, tmp_path, monkeypatch, control):
+    """evaluate() with scripted models: the adapter recalls the ingested needles from memory and nothing else; the base
+    reads whatever context it is given (it answers by echoing the prompt)."""
+    import json
+
+    import longrecall.lift.evaluate as ev
+    import longrecall.models
+
+    sample = generate_sample(GenSpec(task="multiquery", n_needles=4, length=2048, seed=3), tok).to_dict()
+    questions = needle_questions(sample)
+    adapter_dir = tmp_path / "adapter"
+    adapter_dir.mkdir()
+    kept = questions[0]["text"]  # only the first needle lies in the kept head/tail
+    (adapter_dir / "context.json").write_text(json.dumps({"head": f"Intro. {kept} More.", "tail": "The end."}))
+    (tmp_path / "input.json").write_text(json.dumps(sample))
+    adapter, base = object(), type("Base", (), {"eval": lambda self: self})()
+    manifest = {"base_model": "tiny", "adapter": "gated", "input_tokens": 2048}
+    monkeypatch.setattr(ev, "load", lambda d: (adapter, tok, manifest))
+    monkeypatch.setattr(longrecall.models, "load_model", lambda name, dtype=None: base)
+    prompts = {"adapter": [], "base": []}
+
+    def generate(model, _tok, messages, max_new_tokens=32):
+        who = "adapter" if model is adapter else "base"
+        prompts[who].append(messages)
+        text = " ".join(m["content"] for m in messages)
+        if who == "base":
+            return text
+        return next((q["answer"] for q in questions if q["question"] in text), "I don't know.")
+
+    monkeypatch.setattr(ev, "_generate", generate)
+    result = ev.evaluate(adapter_dir, tmp_path / "input.json", tmp_path / "out", control=control)
+    return result, sample, prompts
+
+
+def test_evaluate_scores_each_model_and_mode_and_the_control_set(tok, tmp_path, monkeypatch):
+    import json
+
+    result, sample, prompts = _stubbed_eval(tok, tmp_path, monkeypatch, control=3)
+    assert result["needles"] == 4 and result["outside_kept_context"] == 3
+    assert result["recall_no_context"] == 100.0 and result["recall_truncated"] == 100.0  # the adapter remembers
+    assert result["base_no_context"] == 0.0 and result["base_truncated"] == 25.0  # the base sees only the kept needle
+    assert result["outside_base_truncated"] == 0.0 and result["outside_adapter_truncated"] == 100.0
+    # Control: questions about another text, given in context. The base reads it; this adapter answers only from its
+    # memory of the ingested input, so the control catches it (the "must not get worse" check).
+    assert result["control_base"] == 100.0 and result["control_adapter"] == 0.0
+    controls = {"adapter": prompts["adapter"][-3:], "base": prompts["base"][-3:]}
+    assert controls["adapter"] == controls["base"]  # same control prompts for both models
+    needle_texts = [n["text"] for n in sample["needles"]]
+    for messages in controls["base"]:
+        text = " ".join(m["content"] for m in messages)
+        assert len(tok(text)["input_ids"]) > 500  # the other text is in the prompt, not only a question
+        assert not any(t in text for t in needle_texts)  # and it is not the ingested input
+    assert len({json.dumps(m) for m in controls["base"]}) == 3  # three different control samples
+    saved = json.loads((tmp_path / "out" / "result.json").read_text())
+    assert saved == result and len(json.loads((tmp_path / "out" / "questions.json").read_text())) == 4
+
+
+def test_evaluate_without_control_reports_none(tok, tmp_path, monkeypatch):
+    result, _, _ = _stubbed_eval(tok, tmp_path, monkeypatch, control=0)
+    assert result["control_adapter"] is None and result["control_base"] is None
+
+
+def test_evaluate_runs_on_a_real_tiny_ingest(tok, tmp_path):
+    """The control path with real models: a gated-memory ingest of a tiny model, then every mode and one control."""
+    import json
+
+    from longrecall.config import load_config
+    from longrecall.lift.evaluate import evaluate
+    from longrecall.lift.ingest import IngestConfig, ingest
+    from longrecall.models import tiny_model
+
+    base = tmp_path / "tiny"
+    tiny_model(len(tok)).save_pretrained(base)
+    tok.save_pretrained(base)
+    sample = generate_sample(GenSpec(task="multiquery", n_needles=2, length=1024, seed=5), tok).to_dict()
+    (tmp_path / "input.json").write_text(json.dumps(sample))
+    cfg = load_config(IngestConfig, "configs/lift-cpu-smoke.yaml", {"model": str(base), "max_steps": 2, "loss_eval_segments": 0})
+    ingest(tmp_path / "input.json", tmp_path / "adapter", cfg, progress=False)
+    result = evaluate(tmp_path / "adapter", tmp_path / "input.json", tmp_path / "eval", control=1)
+    assert result["needles"] == 2 and result["adapter"] == "gated"
+    for key in ("recall_no_context", "recall_truncated", "base_truncated", "base_no_context", "control_adapter", "control_base"):
+        assert result[key] in (0.0, 50.0, 100.0), key

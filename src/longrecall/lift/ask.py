@@ -4,7 +4,6 @@
 """
 from __future__ import annotations
 
-import functools
 import json
 import sys
 import warnings
@@ -14,34 +13,7 @@ import torch
 
 from ..data.lift import qa_messages, read_input, sha256_text
 from ..errors import UserError
-from .ingest import CONTEXT, MANIFEST
-
-
-def read_manifest(adapter_dir: str | Path) -> dict:
-    path = Path(adapter_dir) / MANIFEST
-    if not path.exists():
-        raise UserError(f"{path} not found: pass a folder written by `longrecall lift ingest`")
-    return json.loads(path.read_text())
-
-
-@functools.lru_cache(maxsize=2)
-def load(adapter_dir: str, model_name: str | None = None):
-    """(model, tokenizer, manifest) for an ingested adapter; cached so several questions load it once."""
-    from ..models import load_model, load_tokenizer
-
-    manifest = read_manifest(adapter_dir)
-    name = model_name or manifest["base_model"]
-    tokenizer, model = load_tokenizer(name), load_model(name)
-    if manifest["adapter"] == "gated":
-        from .gated_memory import load_gated_memory
-
-        model = load_gated_memory(model, adapter_dir)
-    else:
-        from peft import PeftModel
-
-        model = PeftModel.from_pretrained(model, adapter_dir).merge_and_unload()
-    model.eval()
-    return model, tokenizer, manifest
+from .folder import CONTEXT, MANIFEST, load, read_manifest  # noqa: F401 (MANIFEST, read_manifest: this module's API)
 
 
 def check_input(manifest: dict, input_path: str | Path) -> bool:

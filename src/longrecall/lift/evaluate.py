@@ -21,7 +21,8 @@ from ..errors import UserError
 from ..io import write_json
 from ..niah.needles import QUESTIONS_ONE, pool
 from ..niah.scoring import found
-from .ask import load, prompt_messages
+from .ask import prompt_messages
+from .folder import CONTEXT, load
 
 
 def _generate(model, tok, messages: list[dict], max_new_tokens: int = 32) -> str:
@@ -58,7 +59,7 @@ def evaluate(adapter_dir: str | Path, input_path: str | Path, out_dir: str | Pat
         raise UserError(f"{input_path} is not a sample JSON: write one with `longrecall niah generate` and pass one line of it")
     model, tok, manifest = load(str(adapter_dir))
     base = load_model(manifest["base_model"], dtype="float32").eval()
-    ctx = json.loads((adapter_dir / "context.json").read_text())
+    ctx = json.loads((adapter_dir / CONTEXT).read_text())
     rows = []
     for q in needle_questions(sample):
         kept = q["text"] in ctx["head"] or q["text"] in ctx["tail"]

@@ -19,9 +19,9 @@ from ..config import load_config, to_dict
 from ..data.lift import LiftDataConfig, build_lift_dataset, build_manifest, encode_record, head_tail, read_input, write_lift_dataset
 from ..errors import UserError
 from ..io import write_json
+from .folder import CONTEXT, MANIFEST
+from .folder import load as load_ingested
 
-MANIFEST = "lift_manifest.json"
-CONTEXT = "context.json"
 
 
 @dataclass
@@ -187,9 +187,7 @@ def ingest(input_path: str | Path, output_dir: str | Path, cfg: IngestConfig | N
         "input_loss_before": before, "input_loss_after": after, "seconds": round(time.time() - t0, 1), "loss_history": history,
     }
     write_json(out / MANIFEST, manifest)
-    from .ask import load
-
-    load.cache_clear()  # a re-ingest into the same folder must not answer from the old adapter
+    load_ingested.cache_clear()  # a re-ingest into the same folder must not answer from the old adapter
     return manifest
 
 
