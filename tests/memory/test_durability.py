@@ -1,5 +1,6 @@
 """A SQLite store survives kill -9 in the middle of an add, and two processes adding at once."""
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -28,16 +29,39 @@ ENDLESS_ADD = textwrap.dedent(
 
 ADD_MANY = textwrap.dedent(
     """
-    import os, sys, time
+    import contextlib, os, sqlite3, sys, time
     from longrecall.memory.store import SQLiteStore
-    s = SQLiteStore(sys.argv[1], batch_chunks=2, chunk_chars=40)
-    open(sys.argv[1] + "." + sys.argv[2] + ".ready", "w").close()
-    while not os.path.exists(sys.argv[1] + ".go"):  # start together, so the writers really race
-        time.sleep(0.01)
-    t0 = time.time()
-    for i in range(int(sys.argv[3])):
-        s.add_document(" ".join(f"Writer {sys.argv[2]} line {j} of doc{sys.argv[2]}x{i}." for j in range(12)), source=f"{sys.argv[2]}-{i}")
-    print(t0, time.time())
+    path, me, other, n_docs = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+    s = SQLiteStore(path, batch_chunks=2, chunk_chars=40)
+
+    def committed_chunks(source):
+        with contextlib.closing(sqlite3.connect(path, timeout=60)) as db:
+            return db.execute("SELECT count(*) FROM chunks c JOIN documents d ON d.id = c.doc_id WHERE d.source = ?",
+                              (source,)).fetchone()[0]
+
+    def wait_for(flag):
+        deadline = time.monotonic() + 600  # a hang guard if the other writer died; the order does not depend on time
+        while not os.path.exists(flag):
+            if time.monotonic() > deadline:
+                sys.exit(f"writer {me}: {flag} never appeared")
+            time.sleep(0.01)
+
+    def stream():
+        # Rendezvous inside the write path: once some of this document is committed (and it is not complete), wait
+        # until the other writer is in the same state. Both documents are then being written at once, whatever the
+        # machine's load, and every later batch of each lands after a batch of the other.
+        met = False
+        for i in range(30):
+            if not met and committed_chunks(f"{me}-stream") > 0:
+                open(f"{path}.{me}.mid", "w").close()
+                wait_for(f"{path}.{other}.mid")
+                met = True
+            yield " ".join(f"Writer {me} stream line {i}x{j}." for j in range(20)) + " "
+        assert met, "the rendezvous never happened"
+
+    s.add_stream(stream(), source=f"{me}-stream")
+    for i in range(n_docs):
+        s.add_document(" ".join(f"Writer {me} line {j} of doc{me}x{i}." for j in range(12)), source=f"{me}-{i}")
     """
 )
 
@@ -86,28 +110,27 @@ def test_kill_9_mid_add_leaves_a_consistent_store(tmp_path):
 def test_two_processes_adding_at_once_lose_nothing(tmp_path):
     path = tmp_path / "m.db"
     SQLiteStore(path).close()  # schema created; both writers then race on every batch
-    procs = [_spawn(ADD_MANY, str(path), name, "15") for name in ("a", "b")]
-    deadline = time.time() + 60
-    while not all(Path(f"{path}.{n}.ready").exists() for n in "ab") and time.time() < deadline:
-        time.sleep(0.01)
-    Path(f"{path}.go").touch()
-    windows = []
+    procs = [_spawn(ADD_MANY, str(path), me, other, "10") for me, other in (("a", "b"), ("b", "a"))]
     for p in procs:
-        out, err = p.communicate(timeout=120)
+        _, err = p.communicate(timeout=900)  # a hang guard only
         assert p.returncode == 0, err.decode()
-        windows.append([float(x) for x in out.split()])
-    (a0, a1), (b0, b1) = windows
-    assert a0 < b1 and b0 < a1  # the two adds overlapped in time (one may have waited on the lock)
     s = SQLiteStore(path)
     assert s.integrity_check() == "ok"
     s.db.execute("INSERT INTO chunks_fts(chunks_fts) VALUES ('integrity-check')")
     st = s.stats()
-    assert st["documents"] == 30 and st["incomplete_documents"] == 0
-    for name in ("a", "b"):
-        for i in range(15):
-            hits = s.search_bm25(f"doc{name}x{i}", 50)
-            assert len(hits) == s.count(f"doc{name}x{i}") and len({c.doc_id for c in hits}) == 1
-            doc = hits[0].doc_id
-            texts = [c.text for c in s.chunks(doc)]
-            assert " ".join(texts).count(f"doc{name}x{i}.") == 12  # every line of every document, in order
+    assert st["documents"] == 22 and st["incomplete_documents"] == 0
+    # The two streamed documents were written at the same time: their committed batches interleave.
+    ids = {me: [r[0] for r in s.db.execute("SELECT c.id FROM chunks c JOIN documents d ON d.id = c.doc_id WHERE d.source = ?",
+                                           (f"{me}-stream",))] for me in "ab"}
+    assert min(ids["a"]) < max(ids["b"]) and min(ids["b"]) < max(ids["a"])
+    for me in "ab":
+        doc = s.db.execute("SELECT id FROM documents WHERE source = ?", (f"{me}-stream",)).fetchone()[0]
+        text = " ".join(c.text for c in s.chunks(doc))
+        lines = [f"Writer {me} stream line {i}x{j}." for i in range(30) for j in range(20)]
+        assert re.findall(rf"Writer {me} stream line \d+x\d+\.", text) == lines  # every sentence, once, in order
+        for i in range(10):
+            hits = s.search_bm25(f"doc{me}x{i}", 50)
+            assert len(hits) == s.count(f"doc{me}x{i}") and len({c.doc_id for c in hits}) == 1
+            texts = [c.text for c in s.chunks(hits[0].doc_id)]
+            assert " ".join(texts).count(f"doc{me}x{i}.") == 12  # every line of every document, in order
     s.close()
