@@ -15,12 +15,26 @@ def test_server_command_pins_the_model_and_binds_locally():
     assert argv[argv.index("--device") + 1] == "cpu"
 
 
-def test_free_port_is_bindable():
+def test_free_port_is_the_port_the_os_assigned_and_is_released(monkeypatch):
+    # No second bind of the port (another process may take it in between: that raced): check what free_port does.
     import socket
 
-    port = free_port()
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", port))
+    import longrecall.env.server as server
+
+    made = []
+
+    class Recording(socket.socket):
+        def bind(self, address):
+            super().bind(address)
+            made.append((self, address, self.getsockname()))
+
+    monkeypatch.setattr(server.socket, "socket", Recording)
+    port = free_port("127.0.0.1")
+    assert len(made) == 1
+    sock, asked, got = made[0]
+    assert asked == ("127.0.0.1", 0)  # the OS picks a port that is free now
+    assert got == ("127.0.0.1", port) and 0 < port < 65536 and isinstance(port, int)
+    assert sock.fileno() == -1  # closed before returning, so the server can bind it
 
 
 def test_list_models_reads_an_openai_list(http_stub):
