@@ -14,7 +14,7 @@ from longrecall.errors import UserError
 def test_every_preset_stage_is_a_valid_command(preset, tmp_path):
     data = P.load_preset(preset)
     for st in data["stages"]:
-        argv = P.stage_argv(st, tmp_path)
+        argv = P.stage_argv(st, tmp_path, P.preset_inputs(data, tmp_path))
         fn, args = _resolve(build_parser(), argv)  # argparse exits on an unknown flag
         assert callable(fn), st["name"]
         for need in st.get("needs", []):

@@ -37,7 +37,7 @@ COMMANDS = [
     (("memory", "add"), "longrecall.memory.api", "add_add_arguments", "add_main", "append text to the long-term memory"),
     (("memory", "ask"), "longrecall.memory.api", "add_ask_arguments", "ask_main", "ask the long-term memory"),
     (("report",), "longrecall.run_report", "add_arguments", "main", "the pipeline's report for a run folder"),
-    (("run",), "longrecall.pipeline", "add_arguments", "main", "the whole pipeline for a preset (demo, cpu, gpu)"),
+    (("run",), "longrecall.pipeline", "add_arguments", "main", "the whole pipeline for a preset (demo, cpu, gpu, rl-cpu)"),
 ]
 
 

@@ -57,12 +57,45 @@ def from_dict(cls: type[T], data: dict, prefix: str = "") -> T:
     return cls(**kwargs)
 
 
-def load_yaml(path: str | Path) -> dict:
+# The shipped configs and presets are package data: `configs/xyz.yaml` names one wherever the user stands.
+CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+
+
+def packaged_config(path: str | Path) -> Path | None:
+    """The shipped file that a relative name means (`configs/eval/demo-grid.yaml`, `eval/demo-grid.yaml`), or None."""
     path = Path(path)
-    if not path.exists():
-        raise UserError(f"config file {path} not found: check the path (shipped configs live in configs/)")
+    if path.is_absolute():
+        return None
+    parts = path.parts
+    candidates = [parts[1:]] if parts and parts[0] == "configs" else []
+    candidates.append(parts)
+    for rest in candidates:
+        if rest:
+            cand = CONFIG_DIR.joinpath(*rest)
+            if cand.is_file():
+                return cand
+    return None
+
+
+def resolve_config_path(path: str | Path) -> Path:
+    """A user's own existing file wins; else the packaged config of that name; else a UserError naming the path."""
+    path = Path(path)
+    if path.is_dir():
+        raise UserError(f"config {path} is a folder, not a YAML file: pass a .yaml file")
+    if path.exists():
+        return path
+    shipped = packaged_config(path)
+    if shipped is not None:
+        return shipped
+    raise UserError(f"config file {path} not found: check the path (shipped configs: {CONFIG_DIR})")
+
+
+def load_yaml(path: str | Path) -> dict:
+    path = resolve_config_path(path)
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError:
+        raise UserError(f"{path} is not UTF-8 text: pass a YAML file") from None
     except yaml.YAMLError as e:
         raise UserError(f"{path} is not valid YAML ({str(e).splitlines()[0]}): fix the file") from None
     if not isinstance(data, dict):

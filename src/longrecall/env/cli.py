@@ -30,10 +30,24 @@ def _pop_serve(rest: list[str]) -> tuple[str | None, list[str]]:
     return rest[i + 1], rest[:i] + rest[i + 2:]
 
 
+def _resolve_config(rest: list[str]) -> list[str]:
+    """`--config configs/env-smoke.yaml` names the packaged file from any folder (a user's own file still wins)."""
+    from ..config import resolve_config_path
+
+    out = list(rest)
+    for i, arg in enumerate(out):
+        if arg == "--config" and i + 1 < len(out):
+            out[i + 1] = str(resolve_config_path(out[i + 1]))
+        elif arg.startswith("--config="):
+            out[i] = "--config=" + str(resolve_config_path(arg.split("=", 1)[1]))
+    return out
+
+
 def main(a) -> None:
     from .niah_env import NiahEnv
 
     model, rest = _pop_serve(list(a.rest))
+    rest = _resolve_config(rest)
     handle = None
     if model:
         from .server import start_server
