@@ -286,7 +286,7 @@ def last_checkpoint(out: Path) -> Path | None:
 def _optimizer(cfg, model):
     import torch
 
-    from .grpo import HAVE_LORA_PLUS
+    from .policy import HAVE_LORA_PLUS
 
     if HAVE_LORA_PLUS and not cfg.adapter:
         from ..train.lora_plus import param_groups
@@ -302,7 +302,7 @@ def train_atropos(cfg) -> dict:
     from tqdm.auto import tqdm
 
     from ..config import to_dict
-    from .grpo import build_policy, save_policy, write_logs
+    from .policy import build_policy, save_policy, write_logs
 
     a = cfg.atropos
     out, title = Path(cfg.output_dir), "GRPO (Atropos consumer) on the NIAH reward"
