@@ -44,6 +44,7 @@ def test_rows_are_seeded_train_phrasing_prompts_that_carry_the_scoring_fields(to
 def test_every_grpo_preset_loads_and_validates(path):
     cfg = validate(load_config(GrpoConfig, path))
     assert cfg.num_generations >= 2 and cfg.phrasing == "train"
+    assert cfg.s2attn is False  # RL trains chats: full attention, as sampled (validate refuses true)
     if "gpu" in path.name:
         # an inference server does the rollouts: TRL's vLLM server mode, or the server Atropos' env samples
         assert (cfg.use_vllm and cfg.vllm_server_base_url) or (cfg.via == "atropos" and cfg.atropos.policy.startswith("http"))

@@ -1,4 +1,5 @@
-"""GRPO through TRL on a tiny random Llama: two steps end to end via the CLI entry, and S²-Attn's unpadded rows."""
+"""GRPO through TRL on a tiny random Llama: two steps end to end via the CLI entry, the real reward through TRL's reward
+path, and full attention in the loss forward."""
 from __future__ import annotations
 
 import json
@@ -57,29 +58,26 @@ def _padded_batch(tok):
     return ids, mask, 4
 
 
-def test_s2attn_runs_each_row_unpadded_and_matches_the_padded_forward(tiny_model_dir, tmp_path, tok):
+def test_the_grpo_loss_forward_uses_full_attention_for_chats(tiny_model_dir, tmp_path, tok):
+    # S²-Attn in the loss forward would score the chats differently from how they were sampled (full attention)
+    # and hide the needle from the answer: RL refuses it, and the training forward equals the full-attention one.
+    from longrecall.rl.atropos_consumer import sequence_logps
+    from longrecall.train.s2attn import ATTN_NAME
+
+    with pytest.raises(UserError, match="s2attn: true is refused in RL.*full attention"):
+        grpo.validate(GrpoConfig(s2attn=True))
     cfg = GrpoConfig(model=str(tiny_model_dir), lengths=[128], n_prompts=1, max_steps=1, max_completion_length=6,
-                     s2attn=True, group_fraction=0.25, bf16=False, output_dir=str(tmp_path / "s2"))
+                     bf16=False, output_dir=str(tmp_path / "full"))
     trainer, _ = make_trainer(cfg)
     model = trainer.model
+    assert model.get_base_model().config._attn_implementation != ATTN_NAME
     ids, mask, keep = _padded_batch(tok)
     completion = mask[:, -keep:].bool()
-    logps = trainer._get_per_token_logps_and_entropies
-
-    model.eval()  # full attention: unpadded rows must give the padded batch's log-probs
     with torch.no_grad():
-        unpadded = logps(model, ids, mask, keep)[0]
-        trainer.unpadded = False
-        padded = logps(model, ids, mask, keep)[0]
-    assert torch.allclose(unpadded[completion], padded[completion], atol=1e-5)
-
-    model.train()  # S²-Attn: refuses the padded batch, runs the unpadded rows, and attends differently
-    with pytest.raises(UserError, match="batch 1 / no padding"):
-        logps(model, ids, mask, keep)
-    trainer.unpadded = True
-    with torch.no_grad():
-        s2 = logps(model, ids, mask, keep)[0]
-    assert not torch.allclose(s2[completion], padded[completion], atol=1e-4)
-
-    trainer.train()  # a real step: eval-mode rollouts, S²-Attn training forward
-    assert trainer.state.global_step == 1
+        model.eval()
+        sampled = trainer._get_per_token_logps_and_entropies(model, ids, mask, keep)[0]
+        flat = sequence_logps(model, ids[1].tolist(), keep)
+        model.train()  # the loss forward (TRL path and the Atropos consumer's) sees the same attention
+        trained = trainer._get_per_token_logps_and_entropies(model, ids, mask, keep)[0]
+        assert torch.allclose(sequence_logps(model, ids[1].tolist(), keep), flat, atol=1e-5) and flat.shape == (keep,)
+    assert torch.allclose(trained[completion], sampled[completion], atol=1e-5)

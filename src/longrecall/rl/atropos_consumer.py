@@ -123,7 +123,7 @@ def sequence_logps(model, tokens: list[int], keep: int | None = None):
 
 
 def batch_loss(model, examples: list[dict], bf16: bool = False) -> float:
-    """Backward the policy-gradient loss of a batch, one unpadded sequence at a time (S²-Attn-safe); returns it."""
+    """Backward the policy-gradient loss of a batch, one unpadded sequence at a time (full attention); returns it."""
     import torch
 
     n_tokens = sum(sum(1 for w in ex["weights"] if w) for ex in examples)
@@ -378,7 +378,7 @@ def train_atropos(cfg) -> dict:
             launched.stop()
         if server:
             server.stop()
-    adapter = save_policy(model, tokenizer, out, {**extra, "steps": step}, s2attn=cfg.s2attn)
+    adapter = save_policy(model, tokenizer, out, {**extra, "steps": step})
     rewards = [h["reward"] for h in history if h.get("trained")]
     return {"adapter": str(adapter), "steps": step, "rewards": rewards, "skipped_equal": sum(h["skipped_equal"] for h in history),
             "log": str(out / "train_log.jsonl"), "plot": str(out / "reward.png")}

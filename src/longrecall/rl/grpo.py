@@ -4,7 +4,8 @@
 
 Prompts come from the generator (train phrasing pool); each dataset row carries its sample's scoring fields as a JSON
 column, which TRL hands to `niah_reward` as a keyword argument, so the reward is exactly `niah.score`. The policy is
-the base model + position scaling + LoRA+ (LoRA, embeddings, norms) or an SFT adapter to continue, S²-Attn optional.
+the base model + position scaling + LoRA+ (LoRA, embeddings, norms) or an SFT adapter to continue. Every forward is
+full attention: RL trains on chats, which train with full attention as in SFT (`s2attn: true` is refused).
 Outputs next to the recipe's: adapter/, train_log.jsonl, reward.png, config.yaml.
 """
 from __future__ import annotations
@@ -65,9 +66,10 @@ class GrpoConfig:
     lora: LoraPlusConfig = field(default_factory=LoraPlusConfig)
     """LoRA+ settings for a fresh adapter (ignored with `adapter:`)."""
     s2attn: bool = False
-    """Shifted sparse attention in the training forward (generation always uses full attention)."""
+    """Must stay false: RL trains on chats, and chats train with full attention, as sampling and SFT see them (S²-Attn
+    hides the needle from the answer: answer loss 0.85 -> 3.5, docs/benchmarks.md). Kept so older configs load."""
     group_fraction: float = 0.25
-    """S²-Attn group size as a fraction of each sequence."""
+    """Unused (S²-Attn is off in RL); kept so older configs load."""
     target_length: int | None = None
     """Context to scale RoPE positions to (LongLoRA's linear interpolation); None keeps the native positions."""
     scaling_method: str = "linear"
@@ -107,6 +109,8 @@ class GrpoConfig:
 def validate(cfg: GrpoConfig) -> GrpoConfig:
     checks = [
         (cfg.via in VIAS, f"via must be one of {', '.join(VIAS)}, got '{cfg.via}'"),
+        (not cfg.s2attn, "s2attn: true is refused in RL: its prompts are chats, which train with full attention as they are sampled "
+                         "(S²-Attn hides the needle from the answer, docs/benchmarks.md): set s2attn: false"),
         (all(t in FAMILIES for t in cfg.tasks) and cfg.tasks, f"tasks must be families from {', '.join(FAMILIES)}, got {cfg.tasks}"),
         (cfg.num_generations >= 2, f"num_generations must be >= 2 (GRPO compares answers within a group), got {cfg.num_generations}"),
         (cfg.n_prompts >= 1 and cfg.prompts_per_step >= 1 and cfg.max_steps >= 1, "n_prompts, prompts_per_step and max_steps must be >= 1"),
@@ -166,10 +170,10 @@ def _trainer_cls():
     from trl import GRPOTrainer
 
     class NiahGRPOTrainer(GRPOTrainer):
-        """GRPOTrainer + LoRA+ learning-rate groups, eval-mode generation, and unpadded rows for S²-Attn."""
+        """GRPOTrainer + LoRA+ learning-rate groups and eval-mode generation (full attention everywhere)."""
 
-        def __init__(self, *args, lora_cfg=None, unpadded: bool = False, **kwargs):
-            self.lora_cfg, self.unpadded = lora_cfg, unpadded
+        def __init__(self, *args, lora_cfg=None, **kwargs):
+            self.lora_cfg = lora_cfg
             super().__init__(*args, **kwargs)
 
         def create_optimizer(self, model=None):
@@ -179,29 +183,13 @@ def _trainer_cls():
             return super().create_optimizer(model) if self.optimizer is None else self.optimizer
 
         def _generate_single_turn(self, *args, **kwargs):
-            # Rollouts see the model as evaluation does: full attention (S²-Attn is training-only), no dropout.
+            # Rollouts see the model as evaluation does: no dropout.
             was = self.model.training
             self.model.eval()
             try:
                 return super()._generate_single_turn(*args, **kwargs)
             finally:
                 self.model.train(was)
-
-        def _get_per_token_logps_and_entropies(self, model, input_ids, attention_mask, logits_to_keep, batch_size=None, compute_entropy=False, **kw):
-            if not self.unpadded:
-                return super()._get_per_token_logps_and_entropies(model, input_ids, attention_mask, logits_to_keep, batch_size, compute_entropy, **kw)
-            # S²-Attn refuses padding (its groups must hold real tokens): score each row without its pads. A row is
-            # [left pads][prompt][completion][right pads], so its real tokens are one contiguous span.
-            rows, ents, aux = [], [], []
-            for i in range(input_ids.shape[0]):
-                ids = input_ids[i][attention_mask[i].bool()][None]
-                n = int(attention_mask[i, -logits_to_keep:].sum())
-                lp, ent, a = super()._get_per_token_logps_and_entropies(model, ids, torch.ones_like(ids), max(n, 1), 1, compute_entropy, **kw)
-                pad = (0, logits_to_keep - max(n, 1))  # right pads are masked out of the loss by completion_mask
-                rows.append(torch.nn.functional.pad(lp[0], pad))
-                ents += [torch.nn.functional.pad(ent[0], pad)] if compute_entropy else []
-                aux += [a] if a is not None else []
-            return torch.stack(rows), (torch.stack(ents) if compute_entropy else None), (torch.stack(aux).mean() if aux else None)
 
     return NiahGRPOTrainer
 
@@ -229,7 +217,7 @@ def make_trainer(cfg: GrpoConfig, callbacks: list | None = None):
     )
     trainer = _trainer_cls()(
         model=model, reward_funcs=[niah_reward], args=args, train_dataset=Dataset.from_list(rows), processing_class=tokenizer,
-        callbacks=callbacks, lora_cfg=None if cfg.adapter else cfg.lora, unpadded=cfg.s2attn,
+        callbacks=callbacks, lora_cfg=None if cfg.adapter else cfg.lora,
     )
     return trainer, tokenizer
 
@@ -249,7 +237,7 @@ def train_trl(cfg: GrpoConfig, callbacks: list | None = None) -> dict:
     trainer.train(resume_from_checkpoint=get_last_checkpoint(str(out)) if out.exists() else None)
     history = trainer.state.log_history
     extra = {"recipe": "grpo-trl", "config": to_dict(cfg), "steps": trainer.state.global_step}
-    adapter = save_policy(trainer.model, tokenizer, out, extra, s2attn=cfg.s2attn)
+    adapter = save_policy(trainer.model, tokenizer, out, extra)
     write_logs(history, out, title)
     return {"adapter": str(adapter), "steps": trainer.state.global_step, "rewards": [h["reward"] for h in history if "reward" in h],
             "log": str(out / "train_log.jsonl"), "plot": str(out / "reward.png")}

@@ -31,7 +31,10 @@ __all__ = ["HAVE_LORA_PLUS", "LoraPlusConfig", "build_policy", "param_groups", "
 
 
 def build_policy(cfg):
-    """(peft model, tokenizer): base + position scaling + LoRA+ or the SFT adapter, S²-Attn if asked."""
+    """(peft model, tokenizer): base + position scaling + LoRA+ or the SFT adapter to continue.
+
+    Always full attention: RL trains on chats, and S²-Attn hides the needle from the answer (the recipe trains chats
+    with full attention for that reason, docs/benchmarks.md), so the loss forward sees what sampling saw."""
     from peft import LoraConfig, get_peft_model
     from transformers import set_seed
 
@@ -51,17 +54,11 @@ def build_policy(cfg):
     else:
         print("note: longrecall.train.lora_plus missing: plain peft LoRA on attention, embeddings and norms frozen")
         model = get_peft_model(base, LoraConfig(r=cfg.lora.rank, lora_alpha=cfg.lora.alpha, target_modules=cfg.lora.targets, task_type="CAUSAL_LM"))
-    if cfg.s2attn:
-        from ..train.s2attn import enable_s2attn
-        enable_s2attn(model, group_fraction=cfg.group_fraction)
     return model, tokenizer
 
 
-def save_policy(model, tokenizer, out: Path, extra: dict, s2attn: bool = False) -> Path:
-    """The adapter folder, like the LongLoRA recipe's (position scaling recorded next to it); full attention restored."""
-    if s2attn:
-        from ..train.s2attn import disable_s2attn
-        disable_s2attn(model)
+def save_policy(model, tokenizer, out: Path, extra: dict) -> Path:
+    """The adapter folder, like the LongLoRA recipe's (position scaling recorded next to it)."""
     if HAVE_LORA_PLUS:
         return save_adapter(model, out / "adapter", extra, tokenizer=tokenizer)
     model.save_pretrained(out / "adapter")
