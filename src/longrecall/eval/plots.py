@@ -87,3 +87,32 @@ def line_chart(series: Mapping[str, Mapping[int, "float | None"]], path: str | o
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="best")
     return _save(fig, path)
+
+
+def scorecard_picture(table: Mapping[str, Mapping[int, Mapping]], path: str | os.PathLike, title: str = "") -> Path:
+    """Rows (families) × lengths coloured by score, each cell showing the mean and its 95% interval."""
+    import numpy as np
+    from matplotlib import colormaps
+
+    names = list(table)
+    lengths = sorted({L for per in table.values() for L in per})
+    grid = np.full((len(names), len(lengths)), np.nan)
+    for i, n in enumerate(names):
+        for j, L in enumerate(lengths):
+            s = table[n].get(L) or {}
+            if s.get("mean") is not None:
+                grid[i, j] = s["mean"]
+    fig = _figure(1.8 + 1.25 * max(len(lengths), 2), 0.9 + 0.42 * max(len(names), 2))
+    ax = fig.add_subplot()
+    im = ax.imshow(np.ma.masked_invalid(grid), cmap=colormaps["RdYlGn"].with_extremes(bad="#d0d0d0"), vmin=0, vmax=100, aspect="auto")
+    ax.set_xticks(range(len(lengths)), [f"{L // 1024}k" if L % 1024 == 0 else str(L) for L in lengths])
+    ax.set_yticks(range(len(names)), names)
+    ax.set_xlabel("context length (tokens)")
+    ax.set_title(title)
+    for i, n in enumerate(names):
+        for j, L in enumerate(lengths):
+            s = table[n].get(L) or {}
+            text = "n/a" if s.get("mean") is None else f"{s['mean']:.0f}\n[{s['lo']:.0f}–{s['hi']:.0f}] n={s['n']}"
+            ax.text(j, i, text, ha="center", va="center", fontsize=6.5, color="black")
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="score %")
+    return _save(fig, path)

@@ -1,0 +1,104 @@
+"""The scorecard: plan and spread, resume, refusal of a changed config, intervals in the outputs, paired comparison."""
+import json
+
+import pytest
+
+from longrecall.errors import UserError
+from longrecall.eval import scorecard as SC
+from longrecall.niah import scoring
+
+
+class Scripted:
+    """A fake backend for fast tests: answers right on even sample indices (by id), else 'I don't know'."""
+
+    name, max_positions, batch_size = "scripted", 2048, 2
+
+    def __init__(self, right_every=2):
+        self.calls, self.right_every = 0, right_every
+
+    def generate(self, samples, budget):
+        self.calls += len(samples)
+        return [", ".join(s.answers) if int(s.id.split("-S")[1].split("-")[0]) % self.right_every == 0 else "I don't know"
+                for s in samples]
+
+
+def _cfg(**kw):
+    base = dict(rows=[{"name": "single", "task": "single", "needle_kinds": ["number", "word"]},
+                      {"name": "chain", "task": "chain", "hops": [2, 3]}],
+                lengths=[512, 1024, 4096], samples={512: 4, 1024: 3, 4096: 2}, haystacks=["prose", "noise"], batch_size=2)
+    base.update(kw)
+    return _build(base)
+
+
+def _build(d):
+    cfg = SC.ScorecardConfig(**{k: v for k, v in d.items() if k != "rows"})
+    cfg.rows = [SC.Row(**r) for r in d["rows"]]
+    return cfg
+
+
+def test_the_shipped_config_loads_and_validates():
+    cfg = SC.load_scorecard_config()
+    assert cfg.version >= 1 and len(cfg.rows) >= 7 and len(cfg.depths) >= 5
+    assert set(cfg.samples) == set(cfg.lengths) and cfg.phrasing == "heldout"
+
+
+def test_samples_spread_over_depths_haystacks_and_kinds():
+    cfg = _cfg()
+    specs = [SC.spec_for(cfg, cfg.rows[0], 1024, i) for i in range(4)]
+    assert [s.haystack for s in specs] == ["prose", "noise", "prose", "noise"]
+    assert [s.needle_kind for s in specs] == ["number", "word", "number", "word"]
+    assert len({s.depth for s in specs}) == 4 and len({s.seed for s in specs}) == 4
+    assert all(s.phrasing == "heldout" for s in specs)
+
+
+def test_run_resume_and_outputs(tmp_path, tok):
+    cfg = _cfg()
+    b = Scripted()
+    rows = SC.run_scorecard(cfg, tmp_path, backend=b, tokenizer=tok, progress=False)
+    assert len(rows) == 2 * (4 + 3 + 2) and b.calls == 2 * (4 + 3)  # 4096 is beyond the fake's 2048 positions
+    assert all(r["beyond_positions"] and r["score"] is None for r in rows if r["length"] == 4096)
+    for r in rows:
+        if r["score"] is not None:
+            assert r["score"] == scoring.score(_sample_of(r, tok), r["answer"])
+    again = SC.run_scorecard(cfg, tmp_path, backend=Scripted(), tokenizer=tok, progress=False)
+    assert len(again) == len(rows)  # nothing re-asked
+    summary = SC.summarize(rows, cfg)
+    cell = summary["table"]["single"]["512"]
+    assert cell["n"] == 4 and cell["method"] == "wilson" and cell["lo"] <= cell["mean"] <= cell["hi"]
+    SC.write_outputs(tmp_path, summary, cfg, "test")
+    md = (tmp_path / "scorecard.md").read_text()
+    assert "[" in md and "Effective length" in md and (tmp_path / "scorecard.png").stat().st_size > 1000
+    assert json.loads((tmp_path / "scorecard.json").read_text())["version"] == cfg.version
+
+
+def _sample_of(row, tok):
+    from longrecall.niah import generate_sample
+
+    cfg = _cfg()
+    r = {x.name: x for x in cfg.rows}[row["row"]]
+    return generate_sample(SC.spec_for(cfg, r, row["length"], row["index"]), tok)
+
+
+def test_a_resumed_run_with_a_changed_config_is_refused_and_nothing_is_overwritten(tmp_path, tok):
+    SC.run_scorecard(_cfg(samples={512: 1, 1024: 1, 4096: 1}), tmp_path, backend=Scripted(), tokenizer=tok, progress=False)
+    before = (tmp_path / "results.jsonl").read_bytes(), (tmp_path / "run.json").read_bytes()
+    with pytest.raises(UserError, match="config_hash"):
+        SC.run_scorecard(_cfg(samples={512: 2, 1024: 1, 4096: 1}), tmp_path, backend=Scripted(), tokenizer=tok, progress=False)
+    assert ((tmp_path / "results.jsonl").read_bytes(), (tmp_path / "run.json").read_bytes()) == before
+
+
+def test_an_unknown_family_is_one_line_listing_the_known_ones(tmp_path, tok):
+    cfg = _cfg(rows=[{"name": "x", "task": "needle_soup"}])
+    with pytest.raises(UserError, match="use one of single"):
+        SC.run_scorecard(cfg, tmp_path, backend=Scripted(), tokenizer=tok, progress=False)
+    assert not (tmp_path / "results.jsonl").exists()
+
+
+def test_compare_pairs_the_same_samples(tmp_path, tok):
+    cfg = _cfg(samples={512: 6, 1024: 2, 4096: 1})
+    a = SC.run_scorecard(cfg, tmp_path / "a", backend=Scripted(right_every=10**9), tokenizer=tok, progress=False)
+    b = SC.run_scorecard(cfg, tmp_path / "b", backend=Scripted(right_every=1), tokenizer=tok, progress=False)
+    lines = {(x["row"], x["length"]): x for x in SC.compare(a, b)}
+    x = lines[("single", 512)]
+    assert x["n"] == 6 and x["won"] == 6 and x["mean"] == 100.0 and x["significant"]
+    assert ("single", 4096) not in lines  # never asked: nothing to pair
