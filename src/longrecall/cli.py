@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import os
 import sys
@@ -37,9 +38,29 @@ COMMANDS = [
     (("lift", "eval"), "longrecall.lift.evaluate", "add_arguments", "main", "recall of an ingested input: no context, truncated, base, control"),
     (("memory", "add"), "longrecall.memory.api", "add_add_arguments", "add_main", "append text to the long-term memory"),
     (("memory", "ask"), "longrecall.memory.api", "add_ask_arguments", "ask_main", "ask the long-term memory"),
+    (("memory", "list"), "longrecall.memory.api", "add_list_arguments", "list_main", "list the memory's documents (complete or interrupted)"),
+    (("memory", "forget"), "longrecall.memory.api", "add_forget_arguments", "forget_main", "remove documents from the memory"),
     (("report",), "longrecall.run_report", "add_arguments", "main", "the pipeline's report for a run folder"),
     (("run",), "longrecall.pipeline", "add_arguments", "main", "the whole pipeline for a preset (demo, cpu, gpu, rl-cpu)"),
 ]
+
+
+# What Ctrl-C leaves behind, per command: said plainly, because only some commands resume.
+INTERRUPTED = {
+    ("memory", "add"): "interrupted: the chunks committed so far are kept, the document marked incomplete; re-run the same "
+                       "command to resume it (`longrecall memory list` shows it, `longrecall memory forget ID` removes it)",
+    ("eval", "niah"): "interrupted: finished cells are kept in results.jsonl; re-run the same command to resume",
+    ("train", "longlora"): "interrupted: re-run the same command to resume from the last checkpoint (save_steps)",
+    ("train", "dpo"): "interrupted: re-run the same command to resume from the last checkpoint (save_steps)",
+    ("train", "grpo"): "interrupted: re-run the same command to resume from the last checkpoint (save_steps)",
+    ("run",): "interrupted: finished stages are kept; re-run the same command to resume at the interrupted stage",
+}
+START_OVER = "interrupted: no partial file was written; re-running the command starts it over"
+
+
+def interrupted_message(args) -> str:
+    words = tuple(w for w in (getattr(args, "command", None), getattr(args, "subcommand", None)) if w)
+    return INTERRUPTED.get(words, START_OVER)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -80,6 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "true")
     parser = build_parser()
     debug = "--debug" in argv
+    args = None
     try:
         fn, args = _resolve(parser, argv)
         if fn is None:
@@ -88,14 +110,27 @@ def main(argv: list[str] | None = None) -> int:
         if getattr(args, "config", None) and hasattr(sys.modules[fn.__module__], "apply_config"):
             sys.modules[fn.__module__].apply_config(args, args._parser)
         fn(args)
+        sys.stdout.flush()  # a closed pipe (`| head`) surfaces here, inside the handler below
         return 0
     except UserError as e:
         if debug:
             raise
         print(f"error: {e}", file=sys.stderr)
+        return e.exit_code
+    except BrokenPipeError:
+        # The reader of our output went away (`longrecall memory ask ... | head`): not an error of ours. Point stdout
+        # at /dev/null so the interpreter's final flush is quiet too.
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
+    except (IsADirectoryError, NotADirectoryError) as e:
+        if debug:
+            raise
+        what = "a folder" if isinstance(e, IsADirectoryError) else "under a file, not a folder"
+        print(f"error: {e.filename} is {what}: pass a file path there", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("interrupted: re-run the same command to resume", file=sys.stderr)
+        print(interrupted_message(args), file=sys.stderr)
         return 130
 
 

@@ -2,11 +2,20 @@
 
     longrecall memory add notes.txt            # or: cat big.txt | longrecall memory add -
     longrecall memory ask "Which room is Alice's locker in?" --no-generate
+    longrecall memory list                     # documents, complete or not; longrecall memory forget ID removes one
+
+A document is known by the SHA-256 of its text: adding the same text again is a no-op that says so, and re-running
+an interrupted `memory add FILE` resumes the incomplete document instead of adding a second copy.
 """
 from __future__ import annotations
 
+import argparse
 import codecs
+import contextlib
+import datetime as dt
+import hashlib
 import os
+import sqlite3
 import re
 import sys
 import time
@@ -16,7 +25,7 @@ from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
-from ..errors import UserError
+from ..errors import NotFound, UserError
 from ..rag.chunking import Chunk, sentence_spans
 from ..rag.multihop import STRATEGIES, ranked_for
 from ..rag.retrievers import rrf
@@ -25,6 +34,7 @@ from .store import MemoryStore, SQLiteStore
 PIECE_BYTES = 1 << 20  # files are read 1 MiB at a time: a 10M-token file never sits in memory whole
 Generator = Callable[[str], str]  # prompt -> answer text
 SYSTEM = "You answer questions using only the notes you are given. Answer briefly."
+MIN_COSINE = 0.2  # a dense hit below this cosine is unrelated text, not evidence (MiniLM: unrelated pairs score ~0-0.15)
 
 
 def default_store_path() -> str:
@@ -52,7 +62,7 @@ def read_pieces(path: str | os.PathLike, piece_bytes: int = PIECE_BYTES) -> Iter
     name = "stdin" if str(path) == "-" else str(path)
     if name != "stdin" and not Path(path).is_file():
         raise UserError(f"{name} is not a file: check the path (use - to read stdin)")
-    decoder = codecs.getincrementaldecoder("utf-8")()
+    decoder = codecs.getincrementaldecoder("utf-8-sig")()  # a byte-order mark is not text: dropped
     fh = sys.stdin.buffer if name == "stdin" else open(path, "rb")
     try:
         while True:
@@ -72,6 +82,43 @@ def read_pieces(path: str | os.PathLike, piece_bytes: int = PIECE_BYTES) -> Iter
             fh.close()
 
 
+def file_digest(path: str | os.PathLike, piece_bytes: int = PIECE_BYTES) -> str:
+    """SHA-256 of the file's text as stored (UTF-8, without a byte-order mark), read piece by piece."""
+    h = hashlib.sha256()
+    for piece in read_pieces(path, piece_bytes):
+        h.update(piece.encode("utf-8"))
+    return h.hexdigest()
+
+
+def text_digest(text: str) -> str:
+    return hashlib.sha256(text.lstrip("\ufeff").encode("utf-8")).hexdigest()
+
+
+class _Hashing:
+    """Pieces passed through while their SHA-256 is taken (stdin cannot be read twice)."""
+
+    def __init__(self, pieces):
+        self.pieces, self.h = pieces, hashlib.sha256()
+
+    def __iter__(self):
+        for p in self.pieces:
+            self.h.update(p.encode("utf-8"))
+            yield p
+
+    def hexdigest(self) -> str:
+        return self.h.hexdigest()
+
+
+@dataclass
+class Added:
+    """What `Memory.add_text` did: status is added, resumed, or exists (same text already complete: nothing added)."""
+
+    doc_id: int
+    status: str
+    source: str | None = None
+    replaced: list[int] = field(default_factory=list)
+
+
 class StoreSearcher:
     """The Searcher that multi-hop and find-all need, over a store: FTS5/tsvector, fused with vectors when present."""
 
@@ -82,7 +129,7 @@ class StoreSearcher:
         lexical = self.store.search_bm25(query, 4 * k)
         if self.embedder is None:
             return lexical[:k]
-        dense = self.store.search_vector(self.embedder([query])[0], 4 * k)
+        dense = [c for c in self.store.search_vector(self.embedder([query])[0], 4 * k) if c.score >= MIN_COSINE]
         pool = {c.key: c for c in dense + lexical}
         keys = list(pool)
         pos = {key: i for i, key in enumerate(keys)}
@@ -116,6 +163,16 @@ class Answer:
     context: str
     chunks: list[Chunk] = field(default_factory=list)
     answer: str | None = None
+    incomplete: list[dict] = field(default_factory=list)  # documents the context draws on whose add did not finish
+
+    def warning(self) -> str | None:
+        """One line saying which retrieved text comes from an unfinished add, or None."""
+        if not self.incomplete:
+            return None
+        docs = ", ".join(f"{d['id']} ({d['source'] or 'no source'})" for d in self.incomplete)
+        first = self.incomplete[0]
+        return (f"warning: this answer draws on document {docs}, whose add did not finish (interrupted, or still running): "
+                f"re-run `longrecall memory add {first['source'] or 'FILE'}` to complete it, or `longrecall memory forget {first['id']}`")
 
 
 def fit_chars(ranked: Sequence[Chunk], budget_chars: int) -> list[Chunk]:
@@ -175,20 +232,50 @@ class Memory:
         return self._embedder
 
     def add(self, text_or_file: str | os.PathLike, source: str | None = None, embed: bool = False) -> int:
-        """Add a text, or a file (a Path, or a str naming an existing file); embed=True also stores vectors now."""
-        is_file = isinstance(text_or_file, os.PathLike) or (
+        """Add a text, or a file (a Path, or a str naming an existing file); embed=True also stores vectors now.
+        Returns the document's id (the existing one when the same text is already stored)."""
+        return self.add_text(text_or_file, source, embed).doc_id
+
+    def add_text(self, text_or_file: str | os.PathLike, source: str | None = None, embed: bool = False) -> Added:
+        """As add, saying what happened: a new document, an interrupted one resumed, or the same text already there."""
+        is_stdin = str(text_or_file) == "-"
+        is_file = not is_stdin and (isinstance(text_or_file, os.PathLike) or (
             isinstance(text_or_file, str) and "\n" not in text_or_file and len(text_or_file) < 4096 and os.path.isfile(text_or_file)
-        )
-        if is_file:
+        ))
+        digest: str | Callable[[], str]
+        if is_stdin:
+            hashing = _Hashing(read_pieces("-"))
+            pieces, source, digest = hashing, source or "stdin", hashing.hexdigest
+        elif is_file:
+            digest = file_digest(text_or_file)  # also refuses a missing, binary or non-UTF-8 file before anything is stored
             pieces, source = read_pieces(text_or_file), source or str(text_or_file)
         else:
             from .store import checked_text
 
-            pieces = [checked_text(text_or_file)]
+            text = checked_text(text_or_file).lstrip("\ufeff")
+            pieces, digest = [text], text_digest(text)
         embedder = self.embedder() if embed else None
         if embed and embedder is None:
             raise UserError("embed=True needs an embedder: create Memory(embedder='auto') or pass a callable")
-        return self.store.add_stream(pieces, source, embedder)
+        resume = None
+        if isinstance(digest, str):
+            same = self.store.documents(digest)
+            done = [d for d in same if d["complete"]]
+            if done:
+                return Added(done[0]["id"], "exists", done[0]["source"])
+            partial = [d for d in same if d["source"] == source] or same
+            resume = partial[0]["id"] if partial else None
+        doc_id = self.store.add_stream(pieces, source, embedder, digest=digest, resume=resume)
+        final = digest() if callable(digest) else digest
+        twins = [d for d in self.store.documents(final) if d["id"] != doc_id]
+        if is_stdin and any(d["complete"] for d in twins):  # stdin is hashed as it is read: a copy is only known now
+            keep = next(d for d in twins if d["complete"])
+            self.store.forget([doc_id])
+            return Added(keep["id"], "exists", keep["source"])
+        stale = [d["id"] for d in twins if not d["complete"]]  # partial copies of the same text are superseded
+        if stale:
+            self.store.forget(stale)
+        return Added(doc_id, "resumed" if resume is not None else "added", source, stale)
 
     def embed_pending(self, batch: int = 256, limit: int | None = None) -> int:
         """Compute vectors for chunks that have none (the slow part of ingest, ~19 chunks/s/core); returns how many."""
@@ -209,10 +296,20 @@ class Memory:
             raise UserError(f"unknown strategy '{strategy}': use one of {', '.join(STRATEGIES)}")
         if self.store.is_empty():
             raise UserError("the memory is empty: add text first with `longrecall memory add FILE`")
+        if k < 1:
+            raise UserError(f"-k {k}: retrieve at least one chunk per query (-k 1 or more)")
+        if budget_chars < 1:
+            raise UserError(f"--budget-chars {budget_chars}: keep at least one character of retrieved text (e.g. 6000)")
         embedder = self.embedder() if self._embedder is not None and self.store.has_vectors() else None
         ranked = ranked_for(question, StoreSearcher(self.store, embedder), strategy, k)
+        if not ranked:
+            raise NotFound("nothing in the memory matches this question: no answer (add text about it with `longrecall memory add FILE`)")
         chunks = fit_chars(ranked, budget_chars)
+        if not chunks:
+            raise UserError(f"the best matching chunk is longer than --budget-chars {budget_chars}: raise it (e.g. 6000)")
         result = Answer(question, join_in_order(chunks), chunks)
+        used = {c.doc_id for c in chunks}
+        result.incomplete = [d for d in self.store.documents() if not d["complete"] and d["id"] in used] if used else []
         if generate:
             gen = self._generator or default_generator()
             result.answer = gen(build_prompt(question, result.context))
@@ -226,6 +323,19 @@ def _store_arg(p) -> None:
     p.add_argument("--store", default=None, help="SQLite file or postgresql:// DSN (default $LONGRECALL_MEMORY or ~/.cache/longrecall/memory.db)")
 
 
+def _positive(flag: str, allow_zero: bool = False):
+    def parse(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{flag} must be a whole number, got {text!r}") from None
+        if v < (0 if allow_zero else 1):
+            raise argparse.ArgumentTypeError(f"{flag} must be {'0' if allow_zero else '1'} or more, got {v}")
+        return v
+
+    return parse
+
+
 def add_add_arguments(p) -> None:
     """Arguments of `longrecall memory add`."""
     p.add_argument("file", help="UTF-8 text file to add, or - to read stdin (streamed, any size)")
@@ -237,31 +347,136 @@ def add_add_arguments(p) -> None:
 def add_ask_arguments(p) -> None:
     """Arguments of `longrecall memory ask`."""
     p.add_argument("question")
-    p.add_argument("-k", type=int, default=6, help="chunks retrieved per query")
-    p.add_argument("--budget-chars", type=int, default=6000, help="most characters of retrieved text to keep")
+    p.add_argument("-k", type=_positive("-k"), default=6, help="chunks retrieved per query (1 or more)")
+    p.add_argument("--budget-chars", type=_positive("--budget-chars"), default=6000, help="most characters of retrieved text to keep")
     p.add_argument("--strategy", default="auto", choices=STRATEGIES)
     p.add_argument("--no-generate", action="store_true", help="print the retrieved text instead of a model's answer")
     _store_arg(p)
 
 
+def add_list_arguments(p) -> None:
+    """Arguments of `longrecall memory list`."""
+    _store_arg(p)
+
+
+def add_forget_arguments(p) -> None:
+    """Arguments of `longrecall memory forget`."""
+    p.add_argument("ids", nargs="*", type=int, metavar="ID", help="document ids (see `longrecall memory list`)")
+    p.add_argument("--incomplete", action="store_true", help="forget every document whose add did not finish")
+    _store_arg(p)
+
+
+def _label(store_arg: str | None) -> str:
+    return str(store_arg or default_store_path())
+
+
+@contextlib.contextmanager
+def _damaged_store_is_one_line(store_arg: str | None):
+    """A store whose pages are corrupted (header intact) fails at its first query: say so in one line."""
+    try:
+        yield
+    except sqlite3.DatabaseError as e:
+        path = _label(store_arg)
+        raise UserError(f"the memory store {path} is damaged ({e}): restore it from a backup, or recover what is left "
+                        f"with `sqlite3 {path} .recover | sqlite3 recovered.db`") from None
+
+
+def _sqlite_files(path: str) -> list[Path]:
+    return [Path(path + suffix) for suffix in ("", "-wal", "-shm", "-journal")]
+
+
 def add_main(args) -> int:
     t0 = time.time()
-    mem = Memory(args.store, embedder="auto" if args.embed else None)
+    path = "-" if args.file == "-" else Path(args.file)
+    if path != "-":
+        next(iter(read_pieces(path)), None)  # a missing, binary or non-UTF-8 file is refused before a store is made
+    target = _label(args.store)
+    is_sqlite = not target.startswith(("postgresql://", "postgres://"))
+    new_store = is_sqlite and not os.path.exists(os.path.expanduser(target))
+    mem = None
     try:
-        path = "-" if args.file == "-" else Path(args.file)
-        doc = mem.store.add_stream(read_pieces(path), args.source or ("stdin" if args.file == "-" else str(path)), mem.embedder() if args.embed else None)
-        st = mem.store.stats()
-        print(f"added document {doc} in {time.time() - t0:.1f}s; the store now has {st['documents']} documents, {st['chunks']} chunks, {st['vectors']} vectors")
+        with _damaged_store_is_one_line(args.store):
+            mem = Memory(args.store, embedder="auto" if args.embed else None)
+            source = args.source or ("stdin" if path == "-" else str(path))
+            if path == "-":
+                stale = [d for d in mem.store.documents() if not d["complete"] and d["source"] == source and not d["sha256"]]
+                for d in stale:
+                    print(f"note: document {d['id']} ({source}) is an interrupted add from stdin, which cannot be resumed: "
+                          f"remove it with `longrecall memory forget {d['id']}`", file=sys.stderr)
+            done = mem.add_text(path, source, embed=args.embed)
+            st = mem.store.stats()
+    except BaseException:
+        if mem is not None:
+            with contextlib.suppress(Exception):
+                empty = not mem.store.documents()
+                mem.close()
+                mem = None
+                if new_store and empty:  # a failed first add leaves no empty store behind
+                    for f in _sqlite_files(os.path.expanduser(target)):
+                        with contextlib.suppress(FileNotFoundError):
+                            f.unlink()
+        raise
     finally:
-        mem.close()
+        if mem is not None:
+            mem.close()
+    totals = f"the store has {st['documents']} documents, {st['chunks']} chunks, {st['vectors']} vectors"
+    if done.status == "exists":
+        print(f"already in the memory as document {done.doc_id} ({done.source}): the same text, nothing added; {totals}")
+    elif done.status == "resumed":
+        print(f"resumed document {done.doc_id} (an interrupted add of the same text) and finished it in {time.time() - t0:.1f}s; {totals}")
+    else:
+        extra = f" (replaced incomplete document {', '.join(map(str, done.replaced))})" if done.replaced else ""
+        print(f"added document {done.doc_id}{extra} in {time.time() - t0:.1f}s; {totals}")
     return 0
 
 
 def ask_main(args) -> int:
-    mem = Memory(store=open_store(args.store, create=False))
-    try:
-        result = mem.ask(args.question, k=args.k, generate=not args.no_generate, budget_chars=args.budget_chars, strategy=args.strategy)
-    finally:
-        mem.close()
+    with _damaged_store_is_one_line(args.store):
+        mem = Memory(store=open_store(args.store, create=False))
+        try:
+            result = mem.ask(args.question, k=args.k, generate=not args.no_generate, budget_chars=args.budget_chars, strategy=args.strategy)
+        finally:
+            mem.close()
+    if result.warning():
+        print(result.warning(), file=sys.stderr)
     print(result.context if args.no_generate else result.answer)
+    return 0
+
+
+def list_main(args) -> int:
+    with _damaged_store_is_one_line(args.store):
+        store = open_store(args.store, create=False)
+        try:
+            docs = store.documents()
+        finally:
+            store.close()
+    if not docs:
+        print(f"the memory at {_label(args.store)} holds no documents")
+        return 0
+    print(f"{'id':>5}  {'state':10}  {'chunks':>7}  {'chars':>10}  {'added':16}  {'sha256':12}  source")
+    for d in docs:
+        added = dt.datetime.fromtimestamp(d["added"]).strftime("%Y-%m-%d %H:%M")
+        state = "complete" if d["complete"] else "INCOMPLETE"
+        print(f"{d['id']:>5}  {state:10}  {d['chunks']:>7}  {d['chars']:>10}  {added:16}  {(d['sha256'] or '-')[:12]:12}  {d['source'] or ''}")
+    n_bad = sum(not d["complete"] for d in docs)
+    if n_bad:
+        print(f"{n_bad} incomplete (an add was interrupted): re-run `longrecall memory add FILE` to resume, or `longrecall memory forget --incomplete`")
+    return 0
+
+
+def forget_main(args) -> int:
+    if not args.ids and not args.incomplete:
+        raise UserError("forget what? pass document ids (see `longrecall memory list`) or --incomplete")
+    with _damaged_store_is_one_line(args.store):
+        store = open_store(args.store, create=False)
+        try:
+            docs = {d["id"]: d for d in store.documents()}
+            missing = [i for i in args.ids if i not in docs]
+            if missing:
+                raise UserError(f"no document {', '.join(map(str, missing))} in the memory: see `longrecall memory list`")
+            ids = list(args.ids) + [i for i, d in docs.items() if args.incomplete and not d["complete"] and i not in args.ids]
+            n = store.forget(ids)
+        finally:
+            store.close()
+    print(f"forgot {n} document{'s' if n != 1 else ''}" + (f": {', '.join(map(str, ids))}" if ids else " (none incomplete)"))
     return 0

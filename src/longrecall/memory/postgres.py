@@ -15,7 +15,8 @@ import numpy as np
 
 from ..errors import UserError
 from ..rag.chunking import Chunk
-from .store import BATCH_CHUNKS, CHUNK_CHARS, MATCHES, SCHEMA_VERSION, checked_text, fts_tokens, stream_chunks, topk_cosine
+from .store import (BATCH_CHUNKS, CHUNK_CHARS, MATCHES, SCHEMA_VERSION, checked_text, fts_tokens, kill_hook, nonblank,
+                    skip_committed, stream_chunks, topk_cosine)
 
 _SCHEMA = [
     "CREATE TABLE IF NOT EXISTS longrecall_schema(version integer NOT NULL)",
@@ -26,6 +27,7 @@ _SCHEMA = [
         start_char bigint NOT NULL, end_char bigint NOT NULL, text text NOT NULL, vec bytea,
         tsv tsvector GENERATED ALWAYS AS (to_tsvector('simple', text)) STORED, UNIQUE(doc_id, idx))""",
     "CREATE INDEX IF NOT EXISTS longrecall_chunks_tsv ON longrecall_chunks USING gin(tsv)",
+    "ALTER TABLE longrecall_documents ADD COLUMN IF NOT EXISTS sha256 text",  # documents known by their hash
 ]
 _COLS = "id, doc_id, idx, start_char, end_char, text"
 _LOCK = 7_402_113  # advisory lock id: two processes creating the schema at once take turns
@@ -82,27 +84,65 @@ class PostgresStore:
     def add_document(self, text: str, source: str | None = None) -> int:
         return self.add_stream([checked_text(text)], source)
 
-    def add_stream(self, pieces: Iterable[str], source: str | None = None, embedder: Callable | None = None) -> int:
-        chunks = stream_chunks(pieces, self.chunk_chars)
+    def add_stream(self, pieces: Iterable[str], source: str | None = None, embedder: Callable | None = None,
+                   digest=None, resume: int | None = None) -> int:
+        """As SQLiteStore.add_stream: committed batch by batch, known by its SHA-256, resumable."""
+        import itertools
+
+        import psycopg
+
+        chunks = nonblank(stream_chunks(pieces, self.chunk_chars))
         first = next(chunks, None)
         if first is None:
-            raise UserError("nothing to add: the text is empty; pass a file or a non-empty string")
-        doc_id = self.db.execute("INSERT INTO longrecall_documents(source, added) VALUES (%s, %s) RETURNING id", (source, time.time())).fetchone()[0]
+            raise UserError("nothing to add: the text is empty or only whitespace; pass a file or a non-empty string")
+        chunks = itertools.chain([first], chunks)
+        if resume is None:
+            doc_id = self.db.execute("INSERT INTO longrecall_documents(source, added, sha256) VALUES (%s, %s, %s) RETURNING id",
+                                     (source, time.time(), digest if isinstance(digest, str) else None)).fetchone()[0]
+            idx = 0
+        else:
+            doc_id = resume
+            spans = self.db.execute("SELECT start_char, end_char FROM longrecall_chunks WHERE doc_id = %s ORDER BY idx", (doc_id,)).fetchall()
+            drop = lambda i: self.db.execute("DELETE FROM longrecall_chunks WHERE doc_id = %s AND idx >= %s", (doc_id, i))  # noqa: E731
+            idx, chunks = skip_committed(chunks, [(int(a), int(b)) for a, b in spans], drop)
         try:
-            batch, idx = [first], 0
+            batch = []
             for c in chunks:
                 batch.append(c)
                 if len(batch) >= self.batch_chunks:
                     idx = self._insert(doc_id, idx, batch, embedder)
                     batch = []
-            self._insert(doc_id, idx, batch, embedder)
-        except Exception:  # bad input found mid-stream: take the partial document out again
-            with self.db.transaction():
-                self.db.execute("DELETE FROM longrecall_chunks WHERE doc_id = %s", (doc_id,))
-                self.db.execute("DELETE FROM longrecall_documents WHERE id = %s", (doc_id,))
+            idx = self._insert(doc_id, idx, batch, embedder)
+        except psycopg.errors.UniqueViolation:
+            raise UserError(f"document {doc_id} is being added by another process right now: wait for it to finish") from None
+        except Exception:  # bad input found mid-stream: take a new partial document out again
+            if resume is None:
+                with self.db.transaction():
+                    self.db.execute("DELETE FROM longrecall_chunks WHERE doc_id = %s", (doc_id,))
+                    self.db.execute("DELETE FROM longrecall_documents WHERE id = %s", (doc_id,))
             raise
-        self.db.execute("UPDATE longrecall_documents SET complete = true WHERE id = %s", (doc_id,))
+        final = digest() if callable(digest) else digest
+        end = self.db.execute("SELECT end_char FROM longrecall_chunks WHERE doc_id = %s ORDER BY idx DESC LIMIT 1", (doc_id,)).fetchone()
+        self.db.execute("UPDATE longrecall_documents SET complete = true, sha256 = coalesce(%s, sha256), n_chars = %s WHERE id = %s",
+                        (final, int(end[0]) if end else 0, doc_id))
         return doc_id
+
+    def documents(self, digest: str | None = None) -> list[dict]:
+        where, args = ("WHERE d.sha256 = %s", (digest,)) if digest else ("", ())
+        rows = self.db.execute(
+            "SELECT d.id, d.source, d.added, d.n_chars, d.complete, d.sha256, "
+            f"(SELECT count(*) FROM longrecall_chunks c WHERE c.doc_id = d.id) FROM longrecall_documents d {where} ORDER BY d.id", args
+        ).fetchall()
+        keys = ("id", "source", "added", "chars", "complete", "sha256", "chunks")
+        return [dict(zip(keys, r)) | {"id": int(r[0]), "chars": int(r[3]), "complete": bool(r[4]), "chunks": int(r[6])} for r in rows]
+
+    def forget(self, doc_ids: Sequence[int]) -> int:
+        n = 0
+        with self.db.transaction():
+            for d in doc_ids:
+                self.db.execute("DELETE FROM longrecall_chunks WHERE doc_id = %s", (int(d),))
+                n += self.db.execute("DELETE FROM longrecall_documents WHERE id = %s", (int(d),)).rowcount
+        return n
 
     def _insert(self, doc_id: int, idx: int, batch, embedder) -> int:
         vecs = embedder([t for _, _, t in batch]) if embedder and batch else None
@@ -114,6 +154,7 @@ class PostgresStore:
             with self.db.transaction(), self.db.cursor() as cur:
                 cur.executemany("INSERT INTO longrecall_chunks(doc_id, idx, start_char, end_char, text, vec) VALUES (%s,%s,%s,%s,%s,%s)", rows)
                 cur.execute("UPDATE longrecall_documents SET n_chars = %s WHERE id = %s", (rows[-1][3], doc_id))
+            kill_hook(idx + len(rows))
         return idx + len(rows)
 
     def chunks(self, doc_id: int | None = None) -> Iterator[Chunk]:

@@ -5,13 +5,19 @@ float32 vectors searched by brute-force cosine in numpy batches (Python's sqlite
 sqlite-vec is not an option). Each batch of chunks is one BEGIN IMMEDIATE transaction: a kill -9 loses at most the
 batch in flight, and concurrent writers queue on busy_timeout instead of failing.
 
+A document is known by the SHA-256 of its text: adding a text that is already complete is a no-op, and adding it
+again after an interrupted add resumes the incomplete document from its last committed chunk (chunking is a pure
+function of the text, so the committed chunks are checked span by span and the rest is appended).
+
     python -c "from longrecall.memory.store import SQLiteStore; s=SQLiteStore('/tmp/m.db'); s.add_document('Hi. Bye.'); print(s.stats())"
 """
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import re
+import signal
 import sqlite3
 import time
 from pathlib import Path
@@ -32,7 +38,10 @@ class MemoryStore(Protocol):
     """What Memory needs from a store (SQLiteStore, PostgresStore). Chunks come back as rag.Chunk with doc_id set."""
 
     def add_document(self, text: str, source: str | None = None) -> int: ...
-    def add_stream(self, pieces: Iterable[str], source: str | None = None, embedder: Callable | None = None) -> int: ...
+    def add_stream(self, pieces: Iterable[str], source: str | None = None, embedder: Callable | None = None,
+                   digest: str | Callable[[], str] | None = None, resume: int | None = None) -> int: ...
+    def documents(self, digest: str | None = None) -> list[dict]: ...
+    def forget(self, doc_ids: Sequence[int]) -> int: ...
     def chunks(self, doc_id: int | None = None) -> Iterator[Chunk]: ...
     def search_bm25(self, query: str, k: int, match: str = "any") -> list[Chunk]: ...
     def search_vector(self, vec: np.ndarray, k: int) -> list[Chunk]: ...
@@ -83,6 +92,33 @@ def topk_cosine(batches: Iterable[tuple[np.ndarray, np.ndarray]], vec: np.ndarra
     return [(int(i), float(s)) for i, s in zip(best_ids, best_s)]
 
 
+KILL_HOOK = "LONGRECALL_TEST_KILL_AFTER_CHUNKS"
+
+
+def kill_hook(committed: int) -> None:
+    """Test hook: with $LONGRECALL_TEST_KILL_AFTER_CHUNKS=N, the adding process SIGKILLs itself as soon as N or more
+    chunks of the document being added are committed: a kill -9 at an exact point, no sleeping and hoping."""
+    limit = os.environ.get(KILL_HOOK)
+    if limit and committed >= int(limit):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def nonblank(chunks: Iterable[tuple[int, int, str]]) -> Iterator[tuple[int, int, str]]:
+    return (c for c in chunks if c[2].strip())
+
+
+def skip_committed(chunks: Iterator, spans: Sequence[tuple[int, int]], drop: Callable[[int], None]) -> tuple[int, Iterator]:
+    """Resume: walk the re-made chunks past the committed ones while their spans agree; from the first that differs
+    (or when the text ran out) the stored chunks are dropped. Returns (next chunk index, the chunks still to add)."""
+    it = iter(chunks)
+    for i, span in enumerate(spans):
+        c = next(it, None)
+        if c is None or (c[0], c[1]) != tuple(span):
+            drop(i)
+            return i, (iter(()) if c is None else itertools.chain([c], it))
+    return len(spans), it
+
+
 def checked_text(text: str) -> str:
     if not isinstance(text, str) or not text.strip():
         raise UserError("nothing to add: the text is empty; pass a file or a non-empty string")
@@ -94,7 +130,7 @@ def checked_text(text: str) -> str:
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS schema_version(version INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS documents(id INTEGER PRIMARY KEY, source TEXT, added REAL NOT NULL,
-    n_chars INTEGER NOT NULL DEFAULT 0, complete INTEGER NOT NULL DEFAULT 0);
+    n_chars INTEGER NOT NULL DEFAULT 0, complete INTEGER NOT NULL DEFAULT 0, sha256 TEXT);
 CREATE TABLE IF NOT EXISTS chunks(id INTEGER PRIMARY KEY, doc_id INTEGER NOT NULL REFERENCES documents(id),
     idx INTEGER NOT NULL, start_char INTEGER NOT NULL, end_char INTEGER NOT NULL, text TEXT NOT NULL, vec BLOB,
     UNIQUE(doc_id, idx));
@@ -145,6 +181,9 @@ class SQLiteStore:
                 row = self.db.execute("SELECT max(version) FROM schema_version").fetchone()
                 if row[0] is None:
                     self.db.execute("INSERT INTO schema_version VALUES (?)", (SCHEMA_VERSION,))
+                cols = {r[1] for r in self.db.execute("PRAGMA table_info(documents)")}
+                if "sha256" not in cols:  # stores made before documents were known by their hash (additive, same schema)
+                    self.db.execute("ALTER TABLE documents ADD COLUMN sha256 TEXT")
         except sqlite3.DatabaseError as e:
             raise UserError(f"{self.path} is not a usable memory store ({e}): pass another --store path") from None
         version = row[0] or SCHEMA_VERSION
@@ -169,30 +208,75 @@ class SQLiteStore:
     def add_document(self, text: str, source: str | None = None) -> int:
         return self.add_stream([checked_text(text)], source)
 
-    def add_stream(self, pieces: Iterable[str], source: str | None = None, embedder: Callable | None = None) -> int:
-        """Append a document read piece by piece; committed batch by batch. Returns its id."""
-        chunks = stream_chunks(pieces, self.chunk_chars)
+    def add_stream(self, pieces: Iterable[str], source: str | None = None, embedder: Callable | None = None,
+                   digest: str | Callable[[], str] | None = None, resume: int | None = None) -> int:
+        """Append a document read piece by piece; committed batch by batch. Returns its id.
+
+        digest: the text's SHA-256 (or a callable giving it once the text is read); resume: the id of an incomplete
+        document of the same text, whose committed chunks are kept and whose missing ones are added."""
+        chunks = nonblank(stream_chunks(pieces, self.chunk_chars))
         first = next(chunks, None)
         if first is None:
-            raise UserError("nothing to add: the text is empty; pass a file or a non-empty string")
-        with self._tx():
-            doc_id = self.db.execute("INSERT INTO documents(source, added) VALUES (?, ?)", (source, time.time())).lastrowid
+            raise UserError("nothing to add: the text is empty or only whitespace; pass a file or a non-empty string")
+        chunks = itertools.chain([first], chunks)
+        if resume is None:
+            with self._tx():
+                doc_id = self.db.execute("INSERT INTO documents(source, added, sha256) VALUES (?, ?, ?)",
+                                         (source, time.time(), digest if isinstance(digest, str) else None)).lastrowid
+            idx = 0
+        else:
+            doc_id = resume
+            spans = self.db.execute("SELECT start_char, end_char FROM chunks WHERE doc_id = ? ORDER BY idx", (doc_id,)).fetchall()
+
+            def drop(i: int) -> None:
+                with self._tx():
+                    self.db.execute("DELETE FROM chunks WHERE doc_id = ? AND idx >= ?", (doc_id, i))
+
+            idx, chunks = skip_committed(chunks, spans, drop)
         try:
-            batch, idx = [first], 0
+            batch = []
             for c in chunks:
                 batch.append(c)
                 if len(batch) >= self.batch_chunks:
                     idx = self._insert(doc_id, idx, batch, embedder)
                     batch = []
-            self._insert(doc_id, idx, batch, embedder)
-        except Exception:  # bad input found mid-stream: take the partial document out again (a kill -9 leaves it, marked incomplete)
-            with self._tx():
-                self.db.execute("DELETE FROM chunks WHERE doc_id = ?", (doc_id,))
-                self.db.execute("DELETE FROM documents WHERE id = ?", (doc_id,))
+            idx = self._insert(doc_id, idx, batch, embedder)
+        except sqlite3.IntegrityError:
+            raise UserError(f"document {doc_id} is being added by another process right now: wait for it to finish") from None
+        except Exception:  # bad input found mid-stream: take a new partial document out again (a kill -9 leaves it, marked incomplete)
+            if resume is None:
+                with self._tx():
+                    self.db.execute("DELETE FROM chunks WHERE doc_id = ?", (doc_id,))
+                    self.db.execute("DELETE FROM documents WHERE id = ?", (doc_id,))
             raise
+        final = digest() if callable(digest) else digest
         with self._tx():
-            self.db.execute("UPDATE documents SET complete = 1 WHERE id = ?", (doc_id,))
+            self.db.execute("UPDATE documents SET complete = 1, sha256 = coalesce(?, sha256), n_chars = ? WHERE id = ?",
+                            (final, self._end(doc_id), doc_id))
         return doc_id
+
+    def _end(self, doc_id: int) -> int:
+        row = self.db.execute("SELECT end_char FROM chunks WHERE doc_id = ? ORDER BY idx DESC LIMIT 1", (doc_id,)).fetchone()
+        return row[0] if row else 0
+
+    def documents(self, digest: str | None = None) -> list[dict]:
+        """Every document (or those of one SHA-256): id, source, added, chars, chunks, complete, sha256."""
+        where, args = ("WHERE d.sha256 = ?", (digest,)) if digest else ("", ())
+        rows = self.db.execute(
+            "SELECT d.id, d.source, d.added, d.n_chars, d.complete, d.sha256, "
+            f"(SELECT count(*) FROM chunks c WHERE c.doc_id = d.id) FROM documents d {where} ORDER BY d.id", args
+        ).fetchall()
+        keys = ("id", "source", "added", "chars", "complete", "sha256", "chunks")
+        return [dict(zip(keys, r)) | {"complete": bool(r[4])} for r in rows]
+
+    def forget(self, doc_ids: Sequence[int]) -> int:
+        """Remove documents and their chunks (and full-text entries); returns how many documents were removed."""
+        with self._tx():
+            n = 0
+            for d in doc_ids:
+                self.db.execute("DELETE FROM chunks WHERE doc_id = ?", (int(d),))
+                n += self.db.execute("DELETE FROM documents WHERE id = ?", (int(d),)).rowcount
+        return n
 
     def _insert(self, doc_id: int, idx: int, batch: list[tuple[int, int, str]], embedder) -> int:
         # Embed before taking the write lock: embedding is slow and other writers should not wait on it.
@@ -205,6 +289,8 @@ class SQLiteStore:
             self.db.executemany("INSERT INTO chunks(doc_id, idx, start_char, end_char, text, vec) VALUES (?,?,?,?,?,?)", rows)
             if rows:
                 self.db.execute("UPDATE documents SET n_chars = ? WHERE id = ?", (rows[-1][3], doc_id))
+        if rows:
+            kill_hook(idx + len(rows))
         return idx + len(rows)
 
     def chunks(self, doc_id: int | None = None) -> Iterator[Chunk]:
