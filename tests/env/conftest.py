@@ -8,11 +8,15 @@ import pytest
 
 
 class FakeChatServer:
-    """Stands in for `env.server`: answers from `answers[user message]`, raises on an unknown prompt."""
+    """Stands in for `env.server`: answers from `answers[user message]`, raises on an unknown prompt.
 
-    def __init__(self, answers: dict[str, list[str]] | None = None, fail: Exception | None = None):
+    An answer is a string (a plain OpenAI server: finish_reason "stop", no ids) or a dict of choice fields
+    {content, finish_reason, token_ids, policy_version}; `reply` adds top-level fields (prompt_token_ids, ...)."""
+
+    def __init__(self, answers: dict[str, list] | None = None, fail: Exception | None = None, reply: dict | None = None):
         self.answers = answers or {}
         self.fail = fail
+        self.reply = reply or {}
         self.calls: list[dict] = []
         self.servers: list = []  # the library reads a model name from here when it logs an eval
 
@@ -20,11 +24,15 @@ class FakeChatServer:
         self.calls.append({"messages": messages, "n": n, **kwargs})
         if self.fail is not None:
             raise self.fail
-        user = messages[-1]["content"]
+        user = [m for m in messages if m["role"] == "user"][-1]["content"]
         if user not in self.answers:
             raise KeyError(f"fake server: unknown prompt {user[:60]!r}")
-        texts = self.answers[user][:n]
-        return SimpleNamespace(choices=[SimpleNamespace(message=SimpleNamespace(content=t)) for t in texts])
+        choices = []
+        for a in self.answers[user][:n]:
+            a = {"content": a} if isinstance(a, str) else dict(a)
+            a.setdefault("finish_reason", "stop")
+            choices.append(SimpleNamespace(message=SimpleNamespace(content=a.pop("content")), **a))
+        return SimpleNamespace(choices=choices, **self.reply)
 
 
 @pytest.fixture

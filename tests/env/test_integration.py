@@ -37,6 +37,7 @@ def test_evaluate_writes_metrics(real_server, tmp_path):
     r = run_env("evaluate", ["--env.lengths", "256", "--env.eval_depths", "0.5", "--env.eval_samples", "2",
                              "--env.answer_max_tokens", "12", "--env.data_dir_to_save_evals", str(ev)], real_server, tmp_path)
     assert r.returncode == 0, r.stderr[-2000:]
+    ev = ev / "step-000000"  # one folder per evaluation: a rerun never overwrites it
     grid = json.loads((ev / "grid.json").read_text())
     assert [(c["task"], c["length"], c["n"]) for c in grid] == [("single", 256, 2)] and 0 <= grid[0]["score"] <= 1
     assert "eval/score" in json.loads((ev / "metrics.json").read_text())["results"]["all"]

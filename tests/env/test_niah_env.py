@@ -9,6 +9,7 @@ from longrecall.env.niah_env import (
     LengthRamp,
     NiahEnv,
     NiahEnvConfig,
+    Rollout,
     build_group,
     draw_spec,
     eval_specs,
@@ -47,8 +48,59 @@ def test_tokenize_rollout_masks_everything_before_the_answer(tok):
     assert len(tokens) == len(masks)
     kept = [t for t, m in zip(tokens, masks) if m != -100]
     assert [m for m in masks if m != -100] == kept
-    assert tok.decode(kept) == "It is 1234567.<|im_end|>\n"
+    # The answer and the end of turn the model sampled; not the template's newline after it (never sampled).
+    assert tok.decode(kept) == "It is 1234567.<|im_end|>"
     assert all(m == -100 for m in masks[: len(tokens) - len(kept)])
+    prompt = tok.apply_chat_template(msgs, tokenize=True, add_generation_prompt=True, return_dict=False)
+    assert tokens[: len(prompt)] == list(prompt)
+
+
+def test_a_truncated_answer_is_trained_without_an_end_token(tok):
+    msgs = [{"role": "user", "content": "List the codes."}]
+    cut, _ = tokenize_rollout(tok, msgs, Rollout("1234567, 7654", finish_reason="length"))
+    done, done_masks = tokenize_rollout(tok, msgs, Rollout("1234567, 7654", finish_reason="stop"))
+    assert cut == done[:-1] and done[-1] == tok.eos_token_id and tok.eos_token_id not in cut[len(cut) - 8:]
+    assert tok.decode([t for t, m in zip(*tokenize_rollout(tok, msgs, Rollout("1234567, 7654", "length"))) if m != -100]) == "1234567, 7654"
+    # The server's sampled ids (and prompt ids) are trained verbatim: no re-tokenization, nothing appended.
+    sampled = [tok.convert_tokens_to_ids("1"), tok.convert_tokens_to_ids("2")]
+    tokens, masks = tokenize_rollout(tok, msgs, Rollout("12", "length", sampled), prompt_ids=[7, 8, 9])
+    assert tokens == [7, 8, 9, *sampled] and masks == [-100] * 3 + sampled
+    assert done_masks[-1] == tok.eos_token_id
+
+
+def test_collect_trajectories_trains_the_sampled_ids_and_tags_the_policy_version(make_env, tok, fake_server):
+    env = make_env(group_size=2)
+    item = generate_sample(GenSpec(task="single", length=256, seed=3), tok)
+    cut_ids = tok(item.answers[0][:3], add_special_tokens=False)["input_ids"]
+    prompt = tok.apply_chat_template(item.messages(), tokenize=True, add_generation_prompt=True, return_dict=False)
+    answers = [{"content": item.answers[0][:3], "finish_reason": "length", "token_ids": cut_ids, "policy_version": 4},
+               {"content": item.answers[0], "finish_reason": "length", "policy_version": 4}]  # cut, no ids: re-tokenized
+    env.server = fake_server({item.messages()[-1]["content"]: answers}, reply={"prompt_token_ids": list(prompt)})
+    group, _ = asyncio.run(env.collect_trajectories(item))
+    for tokens, masks in zip(group["tokens"], group["masks"]):
+        answer = [t for t, m in zip(tokens, masks) if m != -100]
+        assert tokens[: len(prompt)] == list(prompt) and tok.eos_token_id not in answer
+    assert [t for t, m in zip(group["tokens"][0], group["masks"][0]) if m != -100] == cut_ids
+    assert group["generation_params"] == {"policy_version": 4}
+    assert json.loads(json.dumps(group))["generation_params"]["policy_version"] == 4  # the API keeps generation_params
+
+
+def test_the_env_is_on_policy_by_default_and_uses_one_prompt_format(make_env, tok, fake_server):
+    assert NiahEnvConfig().max_batches_offpolicy == 1 and NiahEnvConfig().answer_prefix is False
+    env = make_env(group_size=2, answer_prefix=True)
+    item = asyncio.run(env.get_next_item())
+    assert item.answer_prefix and all(s.answer_prefix for s in eval_specs(env.config))
+    env.server = fake_server({item.messages()[-1]["content"]: ["1234567", "no"]})
+    group, _ = asyncio.run(env.collect_trajectories(item))
+    sent = env.server.calls[0]
+    assert sent["messages"][-1] == {"role": "assistant", "content": item.answer_prefix}  # continued, not re-asked
+    assert sent["extra_body"]["continue_final_message"] is True and sent["extra_body"]["add_generation_prompt"] is False
+    prompt = tok(tok.apply_chat_template(item.messages(), tokenize=False, add_generation_prompt=True) + item.answer_prefix,
+                 add_special_tokens=False)["input_ids"]
+    assert len(prompt) == item.prompt_tokens and group["tokens"][0][: len(prompt)] == prompt
+    assert group["messages"][0][-1]["content"] == item.answer_prefix + "1234567"
+    plain = make_env(group_size=2)
+    assert not asyncio.run(plain.get_next_item()).answer_prefix
 
 
 def test_collect_trajectories_scores_tokens_and_masks(make_env, tok, fake_server):
@@ -93,11 +145,60 @@ def test_evaluate_writes_grid_metrics_and_samples(make_env, tok, fake_server, tm
     metrics = asyncio.run(env.evaluate())
     assert metrics == {"eval/score": 0.5, "eval/n": 2}
     assert all(c["temperature"] == 0.0 and "extra_body" not in c and c["n"] == 1 for c in env.server.calls)
-    grid = json.loads((tmp_path / "ev" / "grid.json").read_text())
-    assert grid == [{"task": "single", "length": 256, "n": 2, "score": 0.5}]
-    assert json.loads((tmp_path / "ev" / "metrics.json").read_text())["results"]["all"]["eval/score"] == 0.5
-    rows = [json.loads(x) for x in (tmp_path / "ev" / "samples.jsonl").read_text().splitlines()]
+    ev = tmp_path / "ev" / "step-000000"
+    grid = json.loads((ev / "grid.json").read_text())
+    assert grid == [{"task": "single", "haystack": "noise", "needle_kind": "number", "length": 256, "n": 2, "score": 0.5}]
+    assert json.loads((ev / "metrics.json").read_text())["results"]["all"]["eval/score"] == 0.5
+    rows = [json.loads(x) for x in (ev / "samples.jsonl").read_text().splitlines()]
     assert sorted(r["score"] for r in rows) == [0.0, 1.0] and {r["id"] for r in rows} == {s.id for s in samples}
+    assert env.config.data_dir_to_save_evals == str(tmp_path / "ev")
+
+
+def test_each_evaluation_keeps_its_own_files(make_env, tok, fake_server, tmp_path):
+    env = make_env(eval_lengths=[256], eval_depths=[0.5], eval_samples=1, data_dir_to_save_evals=str(tmp_path / "ev"))
+    (s,) = generate_samples(eval_specs(env.config), tok, progress=False)
+    env.server = fake_server({s.messages()[-1]["content"]: [s.answers[0]]})
+    asyncio.run(env.evaluate())
+    env.server = fake_server({s.messages()[-1]["content"]: ["no idea"]})
+    asyncio.run(env.evaluate())  # the same step again (a rerun of `evaluate`): a new folder
+    env.curr_step = 12
+    asyncio.run(env.evaluate())
+    runs = sorted(p.name for p in (tmp_path / "ev").iterdir())
+    assert runs == ["step-000000", "step-000000_1", "step-000012"]
+    scores = [json.loads((tmp_path / "ev" / r / "grid.json").read_text())[0]["score"] for r in runs]
+    assert scores == [1.0, 0.0, 0.0]
+
+
+def test_eval_metrics_wait_for_the_next_step_log_and_keep_the_rollout_table(make_env, tok, fake_server, tmp_path, monkeypatch):
+    from atroposlib.envs.base import BaseEnv
+
+    logged = []
+
+    async def base_log(self, wandb_metrics=None):  # the library's wandb_log: clears the rollouts it puts in a table
+        logged.append((dict(wandb_metrics or {}), list(self.rollouts_for_wandb)))
+        self.rollouts_for_wandb = []
+
+    monkeypatch.setattr(BaseEnv, "wandb_log", base_log)
+    env = make_env(eval_lengths=[256], eval_depths=[0.5], eval_samples=1, data_dir_to_save_evals=str(tmp_path / "ev"))
+    env.config.use_wandb = True
+    env.rollouts_for_wandb = [[("rollout of this step", 1.0)]]
+    (s,) = generate_samples(eval_specs(env.config), tok, progress=False)
+    env.server = fake_server({s.messages()[-1]["content"]: [s.answers[0]]})
+    asyncio.run(env.evaluate())
+    assert logged == [] and env.rollouts_for_wandb == [[("rollout of this step", 1.0)]]  # nothing logged mid-step
+    asyncio.run(env.wandb_log({"train/x": 1}))  # the step's log carries the eval metrics and the rollout table
+    assert logged == [({"train/x": 1, "eval/score": 1.0, "eval/n": 1}, [[("rollout of this step", 1.0)]])]
+    asyncio.run(env.wandb_log({}))
+    assert logged[-1][0] == {}  # logged once
+
+
+def test_the_eval_grid_covers_every_configured_haystack_and_value_kind():
+    cfg = NiahEnvConfig(tasks=["single"], lengths=[256], haystacks=["noise", "prose"], needle_kinds=["number", "word"],
+                        eval_depths=[0.5], eval_samples=1, tokenizer_name="x")
+    assert {(s.haystack, s.needle_kind) for s in eval_specs(cfg)} == {("noise", "number"), ("noise", "word"), ("prose", "number"), ("prose", "word")}
+    narrow = NiahEnvConfig(tasks=["single"], lengths=[256], haystacks=["noise", "prose"], eval_haystacks=["prose"], eval_depths=[0.5],
+                           eval_samples=1, tokenizer_name="x")
+    assert {s.haystack for s in eval_specs(narrow)} == {"prose"}
 
 
 def test_get_next_item_is_seeded_and_follows_the_ramp(make_env):
@@ -135,5 +236,7 @@ def test_grid_rows_and_build_group_shape(tok):
     g = build_group(tok, s, ["a", "b", "c"])
     assert len(g["tokens"]) == len(g["masks"]) == len(g["scores"]) == len(g["messages"]) == 3
     rows = grid_rows([{"task": "single", "length": 512, "score": 1.0}, {"task": "single", "length": 256, "score": 0.0},
-                      {"task": "single", "length": 512, "score": 0.0}])
-    assert rows == [{"task": "single", "length": 256, "n": 1, "score": 0.0}, {"task": "single", "length": 512, "n": 2, "score": 0.5}]
+                      {"task": "single", "length": 512, "score": 0.0}, {"task": "single", "haystack": "prose", "length": 512, "score": 1.0}])
+    assert rows == [{"task": "single", "haystack": "", "needle_kind": "", "length": 256, "n": 1, "score": 0.0},
+                    {"task": "single", "haystack": "", "needle_kind": "", "length": 512, "n": 2, "score": 0.5},
+                    {"task": "single", "haystack": "prose", "needle_kind": "", "length": 512, "n": 1, "score": 1.0}]

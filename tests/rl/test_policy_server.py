@@ -47,3 +47,43 @@ def test_bad_requests_get_a_400_with_the_reason(served, http):
     with pytest.raises(urllib.error.HTTPError) as e:
         http(server.base_url + "/chat/completions", {"n": 1})
     assert e.value.code == 400 and b"messages" in e.value.read()
+
+
+def test_replies_carry_the_sampled_ids_the_prompt_ids_and_the_policy_version(served, http, tok):
+    from longrecall.env.niah_env import Rollout, prompt_token_ids, tokenize_rollout
+
+    server, model = served
+    body = {"messages": CHAT, "n": 3, "max_tokens": 5, "temperature": 1.0}
+    reply = http(server.base_url + "/chat/completions", body)
+    assert reply["prompt_token_ids"] == prompt_token_ids(tok, CHAT) and reply["policy_version"] == 0
+    for c in reply["choices"]:
+        ids = c["token_ids"]
+        if c["finish_reason"] == "length":  # cut: every sampled token, no end token added
+            assert len(ids) == 5 and tok.eos_token_id not in ids
+        else:  # stopped: the sampled stop token ends the ids
+            assert ids[-1] in (tok.eos_token_id, tok.pad_token_id) and len(ids) <= 5
+        assert c["policy_version"] == 0
+    tokens, masks = tokenize_rollout(tok, CHAT, Rollout(c["message"]["content"], c["finish_reason"], c["token_ids"]), reply["prompt_token_ids"])
+    assert [t for t, m in zip(tokens, masks) if m != -100] == c["token_ids"]
+    with server.lock:  # the trainer's step: later rollouts say so
+        server.version += 1
+    assert http(server.base_url + "/chat/completions", body)["policy_version"] == 1
+
+
+def test_a_cut_answer_reports_length_and_no_end_token(served, http, tok):
+    server, model = served
+    # Never stop: the end-of-turn and pad tokens can not be generated, so every answer runs into max_tokens.
+    model.generation_config.suppress_tokens = [t for t in (tok.eos_token_id, tok.pad_token_id) if t is not None]
+    reply = http(server.base_url + "/chat/completions", {"messages": CHAT, "n": 2, "max_tokens": 4, "temperature": 0})
+    assert [c["finish_reason"] for c in reply["choices"]] == ["length", "length"]
+    assert all(len(c["token_ids"]) == 4 and tok.eos_token_id not in c["token_ids"] for c in reply["choices"])
+
+
+def test_an_answer_prefix_is_continued(served, http, tok):
+    from longrecall.env.niah_env import prompt_token_ids
+
+    server, _ = served
+    chat = CHAT + [{"role": "assistant", "content": "The code is"}]
+    reply = http(server.base_url + "/chat/completions", {"messages": chat, "n": 1, "max_tokens": 3, "temperature": 0,
+                                                         "continue_final_message": True, "add_generation_prompt": False})
+    assert reply["prompt_token_ids"] == prompt_token_ids(tok, CHAT, "The code is")

@@ -14,6 +14,7 @@ import statistics
 import sys
 import time
 from collections import deque
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
@@ -43,6 +44,17 @@ class NiahEnvConfig(BaseEnvConfig):
     needle_kinds: StrList = Field(default=["number"], description="value kinds: number | word | uuid")
     corpus: Optional[str] = Field(default=None, description="file or folder of text for haystack 'user'")
     phrasing: str = Field(default="train", description="phrasing pool for training samples: train | heldout | any")
+    answer_prefix: bool = Field(
+        default=False,
+        description="the prompt format: end the prompt with the family's answer opening, sent as a final assistant turn the "
+        "server continues (continue_final_message: the policy server, vLLM). Training, env evaluation and `longrecall eval "
+        "niah` must use the adapter's one (recorded in longrecall_adapter.json); false is the data commands' format",
+    )
+    return_token_ids: bool = Field(
+        default=False,
+        description="ask the server for the sampled token ids (vLLM >= 0.10.2: return_token_ids); the policy server always "
+        "sends them. Without ids the answer text is re-tokenized (an end token only when finish_reason is 'stop')",
+    )
     curriculum: str = Field(
         default="uniform", description="uniform | length_ramp (start at the shortest length, unlock the next as reward rises)"
     )
@@ -57,6 +69,8 @@ class NiahEnvConfig(BaseEnvConfig):
         "without it (every rollout of a group would be the same); turn off for servers that refuse unknown fields",
     )
     eval_tasks: StrList = Field(default=[], description="eval grid families (empty: tasks)")
+    eval_haystacks: StrList = Field(default=[], description="eval grid haystack kinds (empty: haystacks)")
+    eval_needle_kinds: StrList = Field(default=[], description="eval grid value kinds (empty: needle_kinds)")
     eval_lengths: IntList = Field(default=[], description="eval grid lengths (empty: lengths)")
     eval_depths: FloatList = Field(default=[0.1, 0.5, 0.9], description="eval grid depths")
     eval_samples: int = Field(default=2, description="samples per eval cell (task x length x depth)")
@@ -74,9 +88,15 @@ class NiahEnvConfig(BaseEnvConfig):
     include_messages: bool = Field(default=True, description="send the chats to the trainer (sft-gen --save-messages reads them)")
     max_num_workers_per_node: int = Field(default=2, description="groups in flight at once (a CPU server is slow)")
     max_eval_workers: int = Field(default=2, description="eval requests in flight at once")
+    max_batches_offpolicy: int = Field(
+        default=1,
+        description="batches the env may queue ahead of the trainer (the library's default 3 lets rollouts ~3 steps old "
+        "reach the trainer); 1 keeps the queue to the batch being trained, and the consumer drops any older rollout",
+    )
 
     @field_validator(
-        "tasks", "lengths", "depths", "haystacks", "needle_kinds", "eval_tasks", "eval_lengths", "eval_depths", mode="before"
+        "tasks", "lengths", "depths", "haystacks", "needle_kinds", "eval_tasks", "eval_lengths", "eval_depths", "eval_haystacks",
+        "eval_needle_kinds", mode="before"
     )
     @classmethod
     def _split(cls, v):
@@ -110,17 +130,18 @@ def draw_spec(cfg: NiahEnvConfig, index: int, level: int = -1) -> GenSpec:
     return GenSpec(
         task=rng.choice(cfg.tasks), length=rng.choice(pool), depth=rng.choice(cfg.depths), haystack=haystack,
         needle_kind=rng.choice(cfg.needle_kinds), seed=cfg.seed * 1_000_003 + index, phrasing=cfg.phrasing,
-        corpus=cfg.corpus if haystack == "user" else None,
+        corpus=cfg.corpus if haystack == "user" else None, answer_prefix=cfg.answer_prefix,
     )
 
 
 def eval_specs(cfg: NiahEnvConfig) -> list[GenSpec]:
-    """The fixed eval grid: task x length x depth x eval_samples, seeded apart from training draws."""
+    """The fixed eval grid: task x haystack x value kind x length x depth x eval_samples, seeded apart from training
+    draws, in the training prompt format (answer_prefix)."""
     return [
-        GenSpec(task=t, length=n, depth=d, haystack=cfg.haystacks[0], needle_kind=cfg.needle_kinds[0],
-                seed=10**9 + cfg.seed * 1000 + i, phrasing=cfg.eval_phrasing,
-                corpus=cfg.corpus if cfg.haystacks[0] == "user" else None)
-        for t in (cfg.eval_tasks or cfg.tasks) for n in (cfg.eval_lengths or cfg.lengths)
+        GenSpec(task=t, length=n, depth=d, haystack=h, needle_kind=k, seed=10**9 + cfg.seed * 1000 + i, phrasing=cfg.eval_phrasing,
+                corpus=cfg.corpus if h == "user" else None, answer_prefix=cfg.answer_prefix)
+        for t in (cfg.eval_tasks or cfg.tasks) for h in (cfg.eval_haystacks or cfg.haystacks)
+        for k in (cfg.eval_needle_kinds or cfg.needle_kinds) for n in (cfg.eval_lengths or cfg.lengths)
         for d in cfg.eval_depths for i in range(cfg.eval_samples)
     ]
 
@@ -141,38 +162,110 @@ class LengthRamp:
         return self.level
 
 
-def tokenize_rollout(tokenizer, messages: list[dict], completion: str) -> tuple[list[int], list[int]]:
-    """Token ids of the whole chat and a mask that keeps only the final assistant turn (-100 elsewhere)."""
-    prompt = tokenizer.apply_chat_template(messages, tokenize=True, add_generation_prompt=True, return_dict=False)
-    full = tokenizer.apply_chat_template(
-        messages + [{"role": "assistant", "content": completion}], tokenize=True, return_dict=False
-    )
-    if full[: len(prompt)] != prompt:
-        raise ValueError("the chat template does not extend the prompt with the answer: cannot mask it")
-    return list(full), [-100] * len(prompt) + list(full[len(prompt):])
+@dataclass
+class Rollout:
+    """One sampled answer as the server reported it: text, why it ended, and (when the server gives them) its ids."""
+
+    text: str
+    finish_reason: str | None = "stop"
+    token_ids: list[int] | None = None
 
 
-def build_group(tokenizer, sample: Sample, completions: list[str]) -> dict:
-    """A ScoredDataGroup for Atropos: tokens, masks, rewards, chats, and the sample's identity."""
+def end_token_id(tokenizer) -> int:
+    """The token a chat model samples to end its turn (SmolLM2: <|im_end|>)."""
+    return tokenizer.eos_token_id
+
+
+def prompt_token_ids(tokenizer, messages: list[dict], answer_prefix: str = "") -> list[int]:
+    """The prompt as the server sees it: the chat with the generation prompt, then the answer prefix (if any)."""
+    text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    return tokenizer((text if isinstance(text, str) else text[0]) + answer_prefix, add_special_tokens=False)["input_ids"]
+
+
+def completion_token_ids(tokenizer, rollout: Rollout) -> list[int]:
+    """The answer's tokens as sampled: the server's ids when it sent them; otherwise the text's tokens, plus the end
+    token only when the answer stopped by itself. A cut answer (finish_reason "length") never gets an end token: the
+    model never sampled one, and training on it would teach it to stop where it was cut."""
+    if rollout.token_ids is not None:
+        return [int(t) for t in rollout.token_ids]
+    ids = tokenizer(rollout.text, add_special_tokens=False)["input_ids"]
+    return ids if rollout.finish_reason == "length" else ids + [end_token_id(tokenizer)]
+
+
+def tokenize_rollout(tokenizer, messages: list[dict], completion: str | Rollout, prompt_ids: list[int] | None = None,
+                     answer_prefix: str = "") -> tuple[list[int], list[int]]:
+    """Token ids of prompt + sampled answer and a mask that keeps only the sampled answer tokens (-100 elsewhere).
+
+    The answer is not re-rendered through the chat template (that would add an end of turn and a newline that were
+    never sampled): see completion_token_ids. `prompt_ids`: the server's own prompt ids, when it sent them."""
+    rollout = completion if isinstance(completion, Rollout) else Rollout(completion)
+    prompt = list(prompt_ids) if prompt_ids is not None else prompt_token_ids(tokenizer, messages, answer_prefix)
+    answer = completion_token_ids(tokenizer, rollout)
+    return prompt + answer, [-100] * len(prompt) + answer
+
+
+def build_group(tokenizer, sample: Sample, completions: list[str | Rollout], prompt_ids: list[int] | None = None,
+                policy_version: int | None = None) -> dict:
+    """A ScoredDataGroup for Atropos: tokens, masks, rewards, chats, and the sample's identity.
+
+    `policy_version` (the policy server's optimizer step when it sampled the group) travels in generation_params,
+    which the API passes to the trainer, so the trainer can drop rollouts of older weights."""
     messages = sample.messages()
     group = {"tokens": [], "masks": [], "scores": [], "messages": []}
-    for text in completions:
-        tokens, masks = tokenize_rollout(tokenizer, messages, text)
+    for c in completions:
+        rollout = c if isinstance(c, Rollout) else Rollout(c)
+        tokens, masks = tokenize_rollout(tokenizer, messages, rollout, prompt_ids, sample.answer_prefix)
         group["tokens"].append(tokens)
         group["masks"].append(masks)
-        group["scores"].append(score(sample, text))
-        group["messages"].append(messages + [{"role": "assistant", "content": text}])
+        group["scores"].append(score(sample, rollout.text))
+        group["messages"].append(messages + [{"role": "assistant", "content": sample.answer_prefix + rollout.text}])
+    if policy_version is not None:
+        group["generation_params"] = {"policy_version": int(policy_version)}
     # Extra key: written to `process` JSONL, ignored by the API's schema.
     group["sample"] = {k: getattr(sample, k) for k in ("id", "task", "haystack", "length", "depth", "seed", "answers")}
     return group
 
 
+def request_messages(sample: Sample) -> tuple[list[dict], dict]:
+    """The chat to send and the extra request fields: with an answer prefix, it is a final assistant turn the server
+    continues (vLLM's and the policy server's `continue_final_message`)."""
+    if not sample.answer_prefix:
+        return sample.messages(), {}
+    return sample.messages() + [{"role": "assistant", "content": sample.answer_prefix}], {
+        "continue_final_message": True, "add_generation_prompt": False}
+
+
+def reply_rollouts(resp, n: int) -> tuple[list[Rollout], list[int] | None, int | None]:
+    """(rollouts, the server's prompt ids or None, the oldest policy version among the choices or None)."""
+    choices = list(resp.choices)[:n]
+    rollouts = [Rollout(c.message.content or "", getattr(c, "finish_reason", None), getattr(c, "token_ids", None)) for c in choices]
+    versions = [v for v in (getattr(c, "policy_version", None) for c in choices) if v is not None]
+    if not versions and getattr(resp, "policy_version", None) is not None:
+        versions = [resp.policy_version]
+    return rollouts, getattr(resp, "prompt_token_ids", None), (min(versions) if versions else None)
+
+
 def grid_rows(records: list[dict]) -> list[dict]:
-    """Mean score per (task, length): the axes stay fields, not metric names."""
+    """Mean score per (task, haystack, value kind, length): the axes stay fields, not metric names."""
     cells: dict[tuple, list[float]] = {}
     for r in records:
-        cells.setdefault((r["task"], r["length"]), []).append(r["score"])
-    return [{"task": t, "length": n, "n": len(v), "score": statistics.fmean(v)} for (t, n), v in sorted(cells.items())]
+        cells.setdefault((r["task"], r.get("haystack", ""), r.get("needle_kind", ""), r["length"]), []).append(r["score"])
+    return [{"task": t, "haystack": h, "needle_kind": k, "length": n, "n": len(v), "score": statistics.fmean(v)}
+            for (t, h, k, n), v in sorted(cells.items())]
+
+
+def new_eval_dir(base: Path, step: int) -> Path:
+    """base/step-NNNNNN, or step-NNNNNN_1, _2, ... when that step was evaluated before: an evaluation never
+    overwrites another (a rerun of `evaluate`, two evals at one trainer step)."""
+    base.mkdir(parents=True, exist_ok=True)
+    for i in range(10**6):
+        path = base / (f"step-{step:06d}" + (f"_{i}" if i else ""))
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:
+            continue
+    raise UserError(f"{base} holds a million evaluations of step {step}: pass another --env.data_dir_to_save_evals")
 
 
 def root_cause(e: BaseException) -> str:
@@ -192,6 +285,7 @@ class NiahEnv(BaseEnv):
         self.index = 0
         self.failed_groups = 0
         self.ramp = LengthRamp(len(config.lengths), config.ramp_threshold, config.ramp_window)
+        self.eval_metrics: list[tuple[str, float]] = []  # logged with the next wandb_log, as atroposlib's envs do
 
     @classmethod
     def config_init(cls) -> tuple[NiahEnvConfig, list[APIServerConfig]]:
@@ -228,17 +322,27 @@ class NiahEnv(BaseEnv):
                 kw["extra_body"] = {"generation_config": json.dumps(gen)}
         return kw
 
+    def request_kwargs(self, sample: Sample, temperature: float, max_tokens: int) -> tuple[list[dict], dict]:
+        """(messages, request kwargs) for one sample: sampling settings, answer-prefix continuation, token ids."""
+        messages, extra = request_messages(sample)
+        kw = self.sampling_kwargs(temperature, max_tokens)
+        if self.config.return_token_ids:
+            extra["return_token_ids"] = True
+        if extra:
+            kw["extra_body"] = {**kw.get("extra_body", {}), **extra}
+        return messages, kw
+
     async def collect_trajectories(self, item: Sample):
         n = self.config.group_size
-        kw = self.sampling_kwargs(self.config.temperature, self.config.answer_max_tokens or item.answer_budget)
+        messages, kw = self.request_kwargs(item, self.config.temperature, self.config.answer_max_tokens or item.answer_budget)
         error: Exception | None = None
         attempts = max(1, self.config.max_group_attempts)
         for _ in range(attempts):
             try:
-                resp = await self.server.chat_completion(messages=item.messages(), n=n, **kw)
-                texts = [c.message.content or "" for c in resp.choices][:n]
-                if len(texts) < n:
-                    raise ValueError(f"the endpoint returned {len(texts)} of {n} completions")
+                resp = await self.server.chat_completion(messages=messages, n=n, **kw)
+                rollouts, prompt_ids, version = reply_rollouts(resp, n)
+                if len(rollouts) < n:
+                    raise ValueError(f"the endpoint returned {len(rollouts)} of {n} completions")
                 break
             except Exception as e:  # noqa: BLE001 - any endpoint failure counts against the bound below
                 error = e
@@ -253,23 +357,27 @@ class NiahEnv(BaseEnv):
                 )
             return None, []
         self.failed_groups = 0
-        group = build_group(self.tokenizer, item, texts)
+        group = build_group(self.tokenizer, item, rollouts, prompt_ids, version)
         self.ramp.update(statistics.fmean(group["scores"]))
         return group, []
 
     async def evaluate(self, *args, **kwargs) -> dict:
-        """Run the fixed grid greedily; write metrics.json, samples.jsonl (library format) and grid.json."""
+        """Run the fixed grid greedily; write metrics.json, samples.jsonl (library format) and grid.json to a new folder
+        per evaluation (data_dir_to_save_evals/step-N); stash the metrics for the next wandb_log.
+
+        No wandb_log here: it would clear the training rollouts gathered for the step's table (evaluate runs as a task
+        in the middle of a step). The library's own envs append to self.eval_metrics and log them with the step."""
         start = time.time()
         samples = generate_samples(eval_specs(self.config), self.tokenizer, progress=False)
         gate = asyncio.Semaphore(max(1, self.config.max_eval_workers))
 
         async def answer(s: Sample) -> dict:
-            kw = self.sampling_kwargs(self.config.eval_temperature, self.config.answer_max_tokens or s.answer_budget)
+            messages, kw = self.request_kwargs(s, self.config.eval_temperature, self.config.answer_max_tokens or s.answer_budget)
             async with gate:
-                resp = await self.server.chat_completion(messages=s.messages(), n=1, split="eval", **kw)
+                resp = await self.server.chat_completion(messages=messages, n=1, split="eval", **kw)
             out = resp.choices[0].message.content or ""
-            return {"id": s.id, "task": s.task, "length": s.length, "depth": s.depth, "seed": s.seed,
-                    "answers": s.answers, "output": out, "score": score(s, out)}
+            return {"id": s.id, "task": s.task, "haystack": s.haystack, "needle_kind": s.needle_kind, "length": s.length,
+                    "depth": s.depth, "seed": s.seed, "answers": s.answers, "output": out, "score": score(s, out)}
 
         try:
             records = await asyncio.gather(*(answer(s) for s in samples))
@@ -278,17 +386,31 @@ class NiahEnv(BaseEnv):
                              "start the model server (`longrecall serve`) or fix --openai.base_url") from None
         rows = grid_rows(records)
         metrics = {"eval/score": statistics.fmean(r["score"] for r in records) if records else 0.0, "eval/n": len(records)}
-        out_dir = Path(self.config.data_dir_to_save_evals or "data/niah_eval")
-        self.config.data_dir_to_save_evals = str(out_dir)
+        base = self.config.data_dir_to_save_evals or "data/niah_eval"
+        out_dir = new_eval_dir(Path(base), int(self.curr_step))
         write_json(out_dir / "grid.json", rows)
-        params = {"temperature": self.config.eval_temperature, "max_new_tokens": self.config.answer_max_tokens or "budget"}
-        await self.evaluate_log(metrics=metrics, samples=records, start_time=start, end_time=time.time(),
-                                generation_parameters=params, verbose=False)
+        params = {"temperature": self.config.eval_temperature, "max_new_tokens": self.config.answer_max_tokens or "budget",
+                  "answer_prefix": self.config.answer_prefix}
+        self.config.data_dir_to_save_evals = str(out_dir)  # evaluate_log writes into data_dir_to_save_evals
+        try:
+            await self.evaluate_log(metrics=metrics, samples=records, start_time=start, end_time=time.time(),
+                                    generation_parameters=params, verbose=False)
+        finally:
+            self.config.data_dir_to_save_evals = str(base)
         for r in rows:
-            logger.info("eval %-12s %6d tokens: %.3f (n=%d)", r["task"], r["length"], r["score"], r["n"])
-        if self.config.use_wandb:
-            await self.wandb_log(dict(metrics))
+            logger.info("eval %-12s %-7s %-7s %6d tokens: %.3f (n=%d)", r["task"], r.get("haystack", ""), r.get("needle_kind", ""),
+                        r["length"], r["score"], r["n"])
+        logger.info("eval files: %s", out_dir)
+        self.eval_metrics += list(metrics.items())
         return metrics
+
+    async def wandb_log(self, wandb_metrics: Optional[dict] = None) -> None:
+        """The library's log of the step, with the metrics of evaluations finished since the last one."""
+        wandb_metrics = dict(wandb_metrics or {})
+        for name, value in self.eval_metrics:
+            wandb_metrics[name] = value
+        self.eval_metrics = []
+        await super().wandb_log(wandb_metrics)
 
     @classmethod
     def cli(cls) -> None:

@@ -2,12 +2,20 @@
 
 `transformers serve` (or vLLM) holds the weights it was started with: an Atropos consumer training against it is
 on-policy only at the first step. This serves the trainer's own model instead, from a thread of the training
-process: `/v1/models` and `/v1/chat/completions` (n, max_tokens, temperature, top_p), which is all the needle
-environment asks. Generation and the optimizer step share one lock, so a rollout never sees half-updated weights,
-and generation always runs in eval mode with full attention (S²-Attn is training-only).
+process: `/v1/models` and `/v1/chat/completions` (n, max_tokens, temperature, top_p, continue_final_message), which
+is all the needle environment asks. Generation and the optimizer step share one lock, so a rollout never sees
+half-updated weights, and generation always runs in eval mode with full attention.
+
+Beyond the OpenAI shape, each reply says exactly what was sampled and by which weights, so the trainer trains on
+what was sampled and only on the current policy:
+- `prompt_token_ids` (top level) and `token_ids` (per choice): the prompt and the sampled answer ids, the stop token
+  included when the answer stopped (finish_reason "stop"), no end token when it was cut (finish_reason "length").
+  vLLM returns the same two fields with `return_token_ids: true`.
+- `policy_version` (top level and per choice): the optimizer steps the weights had taken (`server.version`, which
+  the trainer advances under the lock after each step), so stale rollouts can be told apart and dropped.
 
     server = PolicyServer(model, tokenizer).start()      # server.base_url -> http://127.0.0.1:PORT/v1
-    with server.lock: ...optimizer step...
+    with server.lock: ...optimizer step...; server.version += 1
     server.stop()
 """
 from __future__ import annotations
@@ -24,13 +32,15 @@ from ..train.s2attn import full_attention
 MODEL_NAME = "longrecall-policy"
 
 
-def _completion_body(texts: list[str], finish: list[str], prompt_tokens: int, completion_tokens: int, model: str) -> dict:
+def _completion_body(choices: list[dict], prompt_ids: list[int], model: str, version: int) -> dict:
+    """An OpenAI chat.completion body; choices are {text, finish, token_ids}."""
+    n_completion = sum(len(c["token_ids"]) for c in choices)
     return {
         "id": f"chatcmpl-{uuid.uuid4().hex[:12]}", "object": "chat.completion", "created": int(time.time()), "model": model,
-        "choices": [{"index": i, "message": {"role": "assistant", "content": t}, "finish_reason": f}
-                    for i, (t, f) in enumerate(zip(texts, finish))],
-        "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-                  "total_tokens": prompt_tokens + completion_tokens},
+        "choices": [{"index": i, "message": {"role": "assistant", "content": c["text"]}, "finish_reason": c["finish"],
+                     "token_ids": c["token_ids"], "policy_version": version} for i, c in enumerate(choices)],
+        "prompt_token_ids": prompt_ids, "policy_version": version,
+        "usage": {"prompt_tokens": len(prompt_ids), "completion_tokens": n_completion, "total_tokens": len(prompt_ids) + n_completion},
     }
 
 
@@ -42,6 +52,7 @@ class PolicyServer:
         self.model, self.tokenizer, self.model_name, self.cap = model, tokenizer, model_name, max_new_tokens_cap
         self.lock = threading.RLock()
         self.requests = 0
+        self.version = 0  # optimizer steps taken by the served weights; the trainer advances it under the lock
         self._closing = False
         self._httpd = ThreadingHTTPServer((host, port), self._handler())
         self._httpd.daemon_threads = True
@@ -71,13 +82,22 @@ class PolicyServer:
     def __exit__(self, *exc):
         self.stop()
 
+    def prompt_ids(self, messages: list[dict], continue_final_message: bool = False) -> list[int]:
+        """The prompt's token ids: the chat with the generation prompt, or continuing a final assistant turn (the
+        answer prefix) when continue_final_message."""
+        tok = self.tokenizer
+        text = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=not continue_final_message,
+                                       continue_final_message=continue_final_message)
+        return tok(text if isinstance(text, str) else text[0], add_special_tokens=False)["input_ids"]
+
     def generate(self, messages: list[dict], n: int = 1, max_tokens: int = 64, temperature: float = 1.0,
-                 top_p: float = 1.0) -> dict:
+                 top_p: float = 1.0, continue_final_message: bool = False) -> dict:
         """One chat completion body: n sampled (temperature > 0) or greedy answers to `messages`."""
         import torch
 
         tok = self.tokenizer
-        ids = tok.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt", return_dict=True)["input_ids"]
+        prompt = self.prompt_ids(messages, continue_final_message)
+        ids = torch.tensor([prompt])
         sample = temperature > 0
         kw = {"do_sample": sample, "max_new_tokens": max(1, min(int(max_tokens), self.cap)), "num_return_sequences": n if sample else 1,
               "pad_token_id": tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id}
@@ -86,19 +106,20 @@ class PolicyServer:
         with self.lock, _eval_mode(self.model), torch.no_grad(), full_attention():
             if self._closing:
                 raise RuntimeError("the trainer is stopping")
+            version = self.version
             out = self.model.generate(input_ids=ids.to(self.model.device), attention_mask=torch.ones_like(ids).to(self.model.device), **kw)
         new = out[:, ids.shape[1]:]
         rows = [new[i % new.shape[0]] for i in range(n)]  # greedy: one answer, repeated n times
         eos = {t for t in (tok.eos_token_id, tok.pad_token_id) if t is not None}
-        texts, finish, n_tokens = [], [], 0
+        choices = []
         for r in rows:
             r = r.tolist()
             cut = next((i for i, t in enumerate(r) if t in eos), None)
-            texts.append(tok.decode(r[:cut], skip_special_tokens=True))
-            finish.append("stop" if cut is not None else "length")
-            n_tokens += len(r) if cut is None else cut + 1
+            # Sampled ids: up to and with the stop token; a cut answer keeps every sampled token and no end token.
+            choices.append({"text": tok.decode(r[:cut], skip_special_tokens=True), "finish": "stop" if cut is not None else "length",
+                            "token_ids": r if cut is None else r[:cut + 1]})
         self.requests += 1
-        return _completion_body(texts, finish, int(ids.shape[1]), n_tokens, self.model_name)
+        return _completion_body(choices, prompt, self.model_name, version)
 
     def _handler(self):
         server = self
@@ -137,7 +158,8 @@ class PolicyServer:
                     return self._send(400, {"error": {"message": f"bad request: {e}"}})
                 try:
                     reply = server.generate(messages, n=int(body.get("n") or 1), max_tokens=int(body.get("max_tokens") or body.get("max_completion_tokens") or 64),
-                                            temperature=float(body.get("temperature", 1.0)), top_p=float(body.get("top_p", 1.0)))
+                                            temperature=float(body.get("temperature", 1.0)), top_p=float(body.get("top_p", 1.0)),
+                                            continue_final_message=bool(body.get("continue_final_message", False)))
                 except Exception as e:  # noqa: BLE001 - the client gets the reason, the trainer keeps running
                     return self._send(500, {"error": {"message": f"generation failed: {type(e).__name__}: {e}"}})
                 self._send(200, reply)
