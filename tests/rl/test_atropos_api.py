@@ -10,8 +10,9 @@ from longrecall.rl.atropos_consumer import AtroposConfig, fetch_batch, register
 from longrecall.rl.grpo import GrpoConfig, train_grpo
 
 
-def _group(tok, scores, seed=0):
-    """A scored group like NiahEnv.build_group: chat tokens, -100 before the final assistant turn, rewards."""
+def _group(tok, scores, seed=0, version=0):
+    """A scored group like NiahEnv.build_group: chat tokens, -100 before the final assistant turn, rewards, and the
+    policy version that sampled it (the consumer trains only groups of its current weights)."""
     msgs = [{"role": "user", "content": f"The code for gate {seed} is 4821. What is the code for gate {seed}?"}]
     prompt = tok.apply_chat_template(msgs, tokenize=True, add_generation_prompt=True, return_dict=False)
     tokens, masks = [], []
@@ -19,7 +20,7 @@ def _group(tok, scores, seed=0):
         full = tok.apply_chat_template(msgs + [{"role": "assistant", "content": f"The code is {4821 + i}."}], tokenize=True, return_dict=False)
         tokens.append(list(full))
         masks.append([-100] * len(prompt) + list(full[len(prompt):]))
-    return {"tokens": tokens, "masks": masks, "scores": scores, "messages": None}
+    return {"tokens": tokens, "masks": masks, "scores": scores, "messages": None, "generation_params": {"policy_version": version}}
 
 
 def _cfg(tiny_model_dir, url, out, **atropos) -> GrpoConfig:
@@ -57,6 +58,12 @@ def test_only_equal_groups_stop_with_a_no_signal_error(run_api, http, tiny_model
         train_grpo(cfg)
 
 
+def test_registering_at_a_resumed_step_starts_the_api_there(run_api, http):
+    http(run_api + "/reset_data")
+    register(AtroposConfig(api_url=run_api), num_steps=5, starting_step=3)
+    assert http(run_api + "/status")["current_step"] == 3  # the env counts its evals and logs from here
+
+
 def test_an_idle_environment_times_out(run_api, http, tmp_path):
     http(run_api + "/reset_data")
     cfg = AtroposConfig(api_url=run_api, wait_timeout=1, poll_interval=0.2)
@@ -78,7 +85,7 @@ def test_a_stopped_run_resumes_from_its_checkpoint(run_api, http, tiny_model_dir
     assert (out / "checkpoint-1" / "state.json").exists() and not (out / "adapter").exists()
     http(run_api + "/reset_data")
     register(cfg.atropos, num_steps=2)
-    http(run_api + "/scored_data_list", [_group(tok, [1.0, 0.0, 0.0, 0.0], 3), _group(tok, [0.0, 0.0, 0.0, 1.0], 4)])
+    http(run_api + "/scored_data_list", [_group(tok, [1.0, 0.0, 0.0, 0.0], 3, version=1), _group(tok, [0.0, 0.0, 0.0, 1.0], 4, version=1)])
     summary = train_grpo(cfg)
     assert summary["steps"] == 2 and len(summary["rewards"]) == 2  # step 1's log came back from the checkpoint
     log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
@@ -98,7 +105,8 @@ def test_launch_wires_run_api_the_env_and_the_served_policy(tiny_model_dir, tmp_
     with pytest.raises(UserError, match="no learning signal"):
         train_grpo(cfg)
     log = [json.loads(line) for line in (tmp_path / "run" / "train_log.jsonl").read_text().splitlines()]
-    assert [(r["trained"], r["batch_groups"], r["reward"]) for r in log] == [(False, 1, 0.0)] * 2
+    # stale 0: the env's groups carry the served policy's version through run-api (generation_params)
+    assert [(r["trained"], r["batch_groups"], r["reward"], r["stale"]) for r in log] == [(False, 1, 0.0, 0)] * 2
     assert log[-1]["policy_requests"] >= 2  # every group was sampled from the served policy
     assert "POST /scored_data" in (tmp_path / "run" / "logs" / "api.log").read_text()
 

@@ -1,6 +1,7 @@
 """The Atropos consumer's batch -> loss math on fake batches, and its one-line errors (no server needed)."""
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -102,3 +103,51 @@ def test_a_forgotten_trainer_is_told_to_restart(monkeypatch):
     monkeypatch.setattr(C, "_request", lambda cfg, path, body=None: {"status": "error", "message": "Trainer not registered."})
     with pytest.raises(UserError, match="restart the training command"):
         C.fetch_batch(AtroposConfig())
+
+
+def _tagged(scores, version):
+    g = _group(scores)
+    if version is not None:
+        g["generation_params"] = {"policy_version": version}
+    return g
+
+
+def test_fresh_groups_keep_only_the_current_policy_version():
+    batch = [_tagged([1.0, 0.0], 3), _tagged([1.0, 0.0], 2), _tagged([0.0, 1.0], None), _tagged([0.0, 1.0], 3)]
+    fresh, dropped = C.fresh_groups(batch, 3)
+    assert fresh == [batch[0], batch[3]] and dropped == 2
+    assert C.policy_version(batch[1]) == 2 and C.policy_version(batch[2]) is None
+
+
+def test_the_self_served_policy_trains_only_rollouts_of_its_current_weights_and_resumes_at_its_step(tiny_model_dir, tmp_path, monkeypatch):
+    from longrecall.rl.grpo import GrpoConfig, train_grpo
+
+    registered, batches = [], []
+    monkeypatch.setattr(C, "register", lambda cfg, num_steps, out_dir="", starting_step=0: registered.append(starting_step) or 1)
+    monkeypatch.setattr(C, "fetch_batch", lambda cfg, check=None, **kw: batches.pop(0))
+    # Step 0 trains A (sampled at version 0). B was sampled at version 0 too, but arrives after the step: stale, dropped
+    # (atroposlib queues up to max_batches_offpolicy batches ahead). C (version 1) trains; D has no tag: dropped.
+    batches += [[_tagged([1.0, 0.0], 0)], [_tagged([1.0, 0.0], 0)], [_tagged([0.0, 1.0], 1), _tagged([1.0, 0.0], None)]]
+    cfg = GrpoConfig(model=str(tiny_model_dir), via="atropos", num_generations=2, max_steps=2, save_steps=1, lr=1e-3,
+                     bf16=False, output_dir=str(tmp_path / "run"), atropos=AtroposConfig(batch_size=2, policy="self"))
+    summary = train_grpo(cfg)
+    assert summary["steps"] == 2 and summary["stale"] == 2 and batches == [] and registered == [0]
+    log = [json.loads(line) for line in (tmp_path / "run" / "train_log.jsonl").read_text().splitlines()]
+    assert [(r["trained"], r["stale"]) for r in log] == [(True, 0), (False, 1), (True, 1)]
+    # Resume from checkpoint-1: the API is told the step, and the served weights are version 1 again.
+    batches += [[_tagged([1.0, 0.0], 0)], [_tagged([1.0, 0.0], 1)], [_tagged([0.0, 1.0], 2)]]
+    summary = train_grpo(GrpoConfig(**{**cfg.__dict__, "max_steps": 3}))
+    assert registered == [0, 1] and summary["steps"] == 3 and batches == []
+
+
+def test_register_tells_the_api_the_resumed_step(monkeypatch):
+    sent = []
+    monkeypatch.setattr(C, "_request", lambda cfg, path, body=None: sent.append(body) or {"uuid": 7})
+    assert C.register(AtroposConfig(), num_steps=10, starting_step=4) == 7
+    assert sent[0]["starting_step"] == 4 and sent[0]["num_steps"] == 10
+
+
+def test_the_launched_env_queues_one_batch_ahead():
+    from longrecall.rl.grpo import GrpoConfig
+
+    assert C.env_settings(GrpoConfig())["max_batches_offpolicy"] == 1

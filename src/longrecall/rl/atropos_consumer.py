@@ -14,10 +14,21 @@ or piece by piece, the way Atropos runs at scale (the env and API elsewhere, a v
 The env's groups (tokens, masks with -100 outside the answer, scores) become token-level advantages: each group's
 scores minus their mean, over their standard deviation (GRPO). A group whose scores are all equal carries no signal:
 it is skipped and counted. The update is REINFORCE with that baseline, i.e. GRPO's clipped objective at its first
-iteration (ratio 1), normalized by the batch's answer tokens. With `policy: self` the env samples the weights being
-trained (rl/policy_server.py), so rollouts are on-policy up to the API's queue; with `policy: URL` they come from
-that server's weights (on-policy only until the first step, unless you reload it from the saved checkpoints).
-Checkpoints (adapter + optimizer + log) every save_steps; a rerun with the same output_dir resumes from the newest.
+iteration (ratio 1), normalized by the batch's answer tokens. Ratio 1 is exact only for rollouts of the weights
+being trained, so with `policy: self` the consumer is **strictly on-policy** (chosen over returning log-probs and
+clipping an importance ratio: the rollouts are cheap to redo on CPU, and a stale group would need the old weights'
+log-probs, which a plain OpenAI server does not return):
+- the served policy tags every reply with its version (optimizer steps taken, rl/policy_server.py); the env passes
+  it on in the group's `generation_params.policy_version`;
+- a group sampled by older weights (or with no tag) is dropped and counted (`stale` in the log): atroposlib's
+  `max_batches_offpolicy` (3 by default) lets the env queue rollouts of up to ~3 steps back, which would otherwise be
+  trained as if on-policy;
+- the env queues at most one batch ahead (NiahEnvConfig.max_batches_offpolicy = 1), so few rollouts are wasted.
+With `policy: URL` the rollouts come from that server's fixed weights: on-policy only until the first step (reload
+the server from the saved checkpoints); nothing is dropped there.
+The groups' masks cover exactly the sampled answer tokens (the env trains the server's own ids; a cut answer gets no
+end token). Checkpoints (adapter + optimizer + log) every save_steps; a rerun with the same output_dir resumes from
+the newest and registers its step with the API (starting_step).
 """
 from __future__ import annotations
 
@@ -55,6 +66,8 @@ class AtroposConfig:
     """Attempts per request before the API counts as not running."""
     max_no_signal: int = 20
     """Batches in a row whose groups all have equal rewards before stopping (no learning signal)."""
+    max_stale: int = 50
+    """policy: self: batches in a row with no group from the current weights before stopping (all stale or untagged)."""
     policy: str = "self"
     """Where the env samples rollouts: 'self' serves the live policy from this process (on-policy), or the base URL of an
     OpenAI-compatible server (transformers serve, vLLM, SGLang) holding fixed weights."""
@@ -76,6 +89,18 @@ def group_advantages(scores: list[float], eps: float = 1e-4) -> list[float] | No
     mean = sum(scores) / len(scores)
     std = math.sqrt(sum((s - mean) ** 2 for s in scores) / (len(scores) - 1))
     return [(s - mean) / (std + eps) for s in scores]
+
+
+def policy_version(group: dict) -> int | None:
+    """The policy version a group was sampled with (generation_params.policy_version), None when untagged."""
+    v = (group.get("generation_params") or {}).get("policy_version")
+    return int(v) if v is not None else None
+
+
+def fresh_groups(batch: list[dict], version: int) -> tuple[list[dict], int]:
+    """(groups sampled by the weights at `version`, how many were dropped: older weights or no tag)."""
+    fresh = [g for g in batch if policy_version(g) == version]
+    return fresh, len(batch) - len(fresh)
 
 
 def batch_to_examples(batch: list[dict]) -> tuple[list[dict], dict]:
@@ -158,12 +183,13 @@ def _request(cfg: AtroposConfig, path: str, body: dict | None = None) -> dict:
     raise UserError(f"no Atropos API answers at {cfg.api_url} ({error}): {_START_API}")
 
 
-def register(cfg: AtroposConfig, num_steps: int, out_dir: str = "") -> int:
-    """POST /register as the trainer; returns the trainer uuid. The env can register only after this."""
+def register(cfg: AtroposConfig, num_steps: int, out_dir: str = "", starting_step: int = 0) -> int:
+    """POST /register as the trainer (at `starting_step` when resuming); returns the trainer uuid. The env can register
+    only after this, and starts counting its steps (evals, logs) from starting_step."""
     reply = _request(cfg, "/register", {
         "wandb_group": "longrecall", "wandb_project": "longrecall", "batch_size": cfg.batch_size,
         "max_token_len": cfg.max_token_len, "checkpoint_dir": out_dir, "save_checkpoint_interval": -1,
-        "starting_step": 0, "num_steps": num_steps,
+        "starting_step": int(starting_step), "num_steps": num_steps,
     })
     return int(reply["uuid"])
 
@@ -197,7 +223,8 @@ def env_settings(cfg) -> dict:
     """The needle env's settings for a GRPO config: the same tasks, lengths, haystacks, sampling and group size."""
     env = {"tasks": cfg.tasks, "lengths": cfg.lengths, "depths": cfg.depths, "haystacks": cfg.haystacks,
            "needle_kinds": cfg.needle_kinds, "phrasing": cfg.phrasing, "temperature": cfg.temperature, "top_p": cfg.top_p,
-           "group_size": cfg.num_generations, "seed": cfg.seed, "max_num_workers_per_node": 1}
+           "group_size": cfg.num_generations, "seed": cfg.seed, "max_num_workers_per_node": 1,
+           "max_batches_offpolicy": 1}  # queue one batch ahead at most: older rollouts are dropped (see the module doc)
     if cfg.max_completion_length:
         env["answer_max_tokens"] = cfg.max_completion_length
     return {**env, **cfg.atropos.env}
@@ -327,7 +354,9 @@ def train_atropos(cfg) -> dict:
             launched.start_api()
         if a.policy == "self":
             from .policy_server import PolicyServer
-            server = PolicyServer(model, tokenizer, port=a.policy_port).start()
+            server = PolicyServer(model, tokenizer, port=a.policy_port)
+            server.version = step  # the weights have taken `step` optimizer steps (resumed ones too)
+            server.start()
             policy_url, policy_name = server.base_url, server.model_name
             print(f"policy served at {policy_url} (model name {policy_name}): point the env's --openai.base_url there")
         else:
@@ -336,16 +365,30 @@ def train_atropos(cfg) -> dict:
             if not served:
                 raise UserError(f"no model server answers at {a.policy}: start one (`longrecall serve`) or set atropos.policy: self")
             policy_url, policy_name = a.policy, served[0]
-        register(a, cfg.max_steps, str(out))
+        register(a, cfg.max_steps, str(out), starting_step=step)
         if launched:
             launched.start_env(policy_url, policy_name)
         lock = server.lock if server else contextlib.nullcontext()
-        no_signal = 0
+        no_signal = stale_batches = 0
         bar = tqdm(total=cfg.max_steps, initial=step, desc="grpo (atropos)")
         while step < cfg.max_steps:
-            examples, stats = batch_to_examples(fetch_batch(a, check=launched.check if launched else None))
+            batch = fetch_batch(a, check=launched.check if launched else None)
+            stale = 0
+            if server:  # strictly on-policy: only groups sampled by the weights about to be updated
+                batch, stale = fresh_groups(batch, step)
+            if not batch:
+                stale_batches += 1
+                history.append({"step": step, "trained": False, "stale": stale, "batch_groups": 0, "skipped_equal": 0,
+                                "policy_requests": server.requests})
+                if stale_batches >= a.max_stale:
+                    raise UserError(f"{stale_batches} batches in a row held no group from the current policy (version {step}): "
+                                    "point the env at this trainer's policy server (--openai.base_url) and keep its "
+                                    "max_batches_offpolicy at 1")
+                continue
+            stale_batches = 0
+            examples, stats = batch_to_examples(batch)
             reward = sum(stats["rewards"]) / max(len(stats["rewards"]), 1)
-            row = {"batch_groups": stats["groups"], "skipped_equal": stats["skipped_equal"], "reward": reward}
+            row = {"batch_groups": stats["groups"], "skipped_equal": stats["skipped_equal"], "stale": stale, "reward": reward}
             if not examples:
                 no_signal += 1
                 history.append({**row, "step": step, "trained": False, "policy_requests": server.requests if server else None})
@@ -361,11 +404,13 @@ def train_atropos(cfg) -> dict:
                 grad_norm = float(torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm))
                 opt.step()
                 opt.zero_grad(set_to_none=True)
-            step += 1
+                step += 1
+                if server:
+                    server.version = step  # rollouts sampled from here on carry the new version
             history.append({**row, "step": step, "trained": True, "loss": loss, "grad_norm": grad_norm, "sequences": stats["sequences"],
                             "policy_requests": server.requests if server else None})
             bar.update(1)
-            bar.set_postfix(reward=f"{reward:.3f}", skipped=stats["skipped_equal"])
+            bar.set_postfix(reward=f"{reward:.3f}", skipped=stats["skipped_equal"], stale=stale)
             if step % cfg.save_steps == 0 and step < cfg.max_steps:
                 with lock:
                     save_checkpoint(out, model, tokenizer, opt, step, history, {**extra, "steps": step})
@@ -381,5 +426,6 @@ def train_atropos(cfg) -> dict:
     adapter = save_policy(model, tokenizer, out, {**extra, "steps": step})
     rewards = [h["reward"] for h in history if h.get("trained")]
     return {"adapter": str(adapter), "steps": step, "rewards": rewards, "skipped_equal": sum(h["skipped_equal"] for h in history),
+            "stale": sum(h.get("stale", 0) for h in history),
             "log": str(out / "train_log.jsonl"), "plot": str(out / "reward.png")}
 
