@@ -333,11 +333,11 @@ def train_longlora(cfg: LongLoraConfig, callbacks: list | None = None) -> dict:
 
     validate(cfg)
     out = Path(cfg.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    with atomic_open(out / "config.yaml") as fh:
-        yaml.safe_dump(to_dict(cfg), fh, sort_keys=False)
     tokenizer = load_tokenizer(cfg.model)
     examples = build_examples(cfg, tokenizer)  # before the model: bad data fails in seconds
+    out.mkdir(parents=True, exist_ok=True)  # only once the data is good: a missing file leaves no config.yaml behind
+    with atomic_open(out / "config.yaml") as fh:
+        yaml.safe_dump(to_dict(cfg), fh, sort_keys=False)
     note = s2attn_note(cfg, examples)
     if note:
         print(note)
