@@ -54,3 +54,36 @@ def test_missing_prerequisite_and_failed_stage_name_the_fix(tmp_path):
         P.main(_args(preset, tmp_path / "r", stage="a"))
     with pytest.raises(UserError, match="unknown preset"):
         P.load_preset("no-such-preset")
+
+
+def _run_args(preset, out, stage=None, inputs=(), publish=None, list_=False):
+    return type("A", (), {"preset": preset, "output_dir": str(out), "stage": stage, "force": False, "list": list_,
+                          "input": list(inputs), "publish": publish})()
+
+
+def test_preset_stage_runs_from_outside_the_repository(tmp_path, monkeypatch, capsys):
+    """Shipped presets and configs are package data: a stage runs from any folder and writes only under --output-dir."""
+    from longrecall.cli import main as cli_main
+
+    away = tmp_path / "elsewhere"
+    away.mkdir()
+    monkeypatch.chdir(away)
+    # A packaged config named the way the README names it, from a folder with no configs/ in it.
+    assert cli_main(["data", "sft", "--config", "configs/data-sft-cpu-smoke.yaml", "--n", "2", "--eval-n", "0",
+                     "--output-dir", "runs/sft"]) == 0
+    assert (away / "runs" / "sft" / "train.jsonl").exists()
+    # Two stages of the shipped demo preset, each in its own process, from here.
+    P.main(_run_args("demo", "runs/demo", stage="tasks,report"))
+    assert (away / "runs" / "demo" / "tasks" / "lift.json").exists() and (away / "runs" / "demo" / "report.md").exists()
+    assert sorted(p.name for p in away.iterdir()) == ["runs"]  # nothing outside the run folders
+    # The cpu preset publishes its report only when asked; rl-cpu reads its SFT adapter from beside --output-dir.
+    capsys.readouterr()
+    P.main(_run_args("cpu", "runs/cpu", list_=True))
+    assert "report --run-dir runs/cpu\n" in capsys.readouterr().out.replace("  \n", "\n").replace(" \n", "\n")
+    P.main(_run_args("cpu", "runs/cpu", list_=True, publish="docs/results/cpu"))
+    assert "report --run-dir runs/cpu --publish docs/results/cpu" in capsys.readouterr().out
+    with pytest.raises(UserError, match=r"needs input 'sft_adapter' at runs/rl/\.\./cpu/train/adapter, which does not exist"):
+        P.main(_run_args("rl-cpu", "runs/rl", stage="eval_sft"))
+    assert not (away / "runs" / "rl").exists()
+    P.main(_run_args("rl-cpu", "runs/rl", inputs=["sft_adapter=/x/adapter"], list_=True))
+    assert "--adapter /x/adapter" in capsys.readouterr().out

@@ -8,6 +8,7 @@ import argparse
 import contextlib
 import importlib
 import os
+import re
 import sys
 
 from .errors import UserError
@@ -63,8 +64,15 @@ def interrupted_message(args) -> str:
     return INTERRUPTED.get(words, START_OVER)
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """Bad flags get one line naming the flag and where help is, not argparse's usage dump."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {self.prog}: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="longrecall", description="Long-context recall for small LLMs: tasks, data, training, evaluation, memory.")
+    parser = OneLineParser(prog="longrecall", description="Long-context recall for small LLMs: tasks, data, training, evaluation, memory.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     subs = parser.add_subparsers(dest="command", metavar="COMMAND")
     groups: dict[str, argparse._SubParsersAction] = {}
@@ -96,8 +104,23 @@ def _resolve(parser, argv):
     return getattr(module, main_fn), args
 
 
+_NEGATIVE = re.compile(r"^-\d[\d.,%kKmM]*$")
+
+
+def attach_negative_values(argv: list[str]) -> list[str]:
+    """`--depth -10%` as `--depth=-10%`: argparse takes '-10%' for an option and prints its usage; this way the
+    value reaches its parser, which says in one line what is wrong with it."""
+    out: list[str] = []
+    for tok in argv:
+        if out and _NEGATIVE.match(tok) and out[-1].startswith("--") and "=" not in out[-1]:
+            out[-1] = f"{out[-1]}={tok}"
+        else:
+            out.append(tok)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
+    argv = attach_negative_values(sys.argv[1:] if argv is None else list(argv))
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "true")
     parser = build_parser()
     debug = "--debug" in argv

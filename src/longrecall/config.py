@@ -14,11 +14,23 @@ from .errors import UserError
 T = TypeVar("T")
 
 
+# Keys whose values are token lengths or depths go through the one parser (longrecall.units): `1k`, `50%`.
+_UNIT_KEYS = {"length": "length", "lengths": "length", "depth": "depth", "depths": "depth"}
+_TYPE_NAMES = {int: "a whole number (int)", float: "a number (float)", str: "text (str)", bool: "true or false (bool)"}
+
+
 def _coerce(value: Any, tp: Any, name: str) -> Any:
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
     if value is None:
         return None
+    unit = _UNIT_KEYS.get(name.rsplit(".", 1)[-1])
+    if unit and (tp in (int, float) or (origin in (list, tuple) and args and args[0] in (int, float))):
+        from .units import parse_depth, parse_depths, parse_length, parse_lengths
+
+        if origin in (list, tuple):
+            return parse_lengths(value, name) if unit == "length" else parse_depths(value)
+        return parse_length(value, name) if unit == "length" else parse_depth(value)
     if origin is typing.Union or (origin is not None and str(origin) == "<class 'types.UnionType'>"):
         non_none = [a for a in args if a is not type(None)]
         return _coerce(value, non_none[0], name) if non_none else value
@@ -27,18 +39,30 @@ def _coerce(value: Any, tp: Any, name: str) -> Any:
     if origin in (list, tuple) and isinstance(value, str):
         value = [v for v in value.split(",") if v != ""]
     if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise UserError(f"config key '{name}' must be a list, got {value!r}: write [a, b] or a,b")
         inner = args[0] if args else Any
         return [_coerce(v, inner, name) for v in value]
+    want = _TYPE_NAMES.get(tp, getattr(tp, "__name__", str(tp)))
     try:
-        if tp is bool and isinstance(value, str):
-            low = value.lower()
+        if tp is bool:
+            if isinstance(value, bool):
+                return value
+            low = str(value).lower() if isinstance(value, (str, int)) else ""
             if low not in {"true", "false", "1", "0", "yes", "no"}:
                 raise ValueError
             return low in {"true", "1", "yes"}
-        if tp in (int, float, str) and not isinstance(value, tp):
-            return tp(value)
+        if tp in (int, float, str):
+            if isinstance(value, (bool, list, dict)):  # YAML true/[1,2]/{a: 1} are never a number or a name
+                raise ValueError
+            if tp is int and isinstance(value, float) and not value.is_integer():
+                raise ValueError
+            if tp is int and isinstance(value, str):
+                return int(value.strip())
+            if not isinstance(value, tp):
+                return tp(value)
     except (TypeError, ValueError):
-        raise UserError(f"config key '{name}' must be {getattr(tp, '__name__', tp)}, got {value!r}: fix the value") from None
+        raise UserError(f"config key '{name}' must be {want}, got {value!r}: fix the value") from None
     return value
 
 

@@ -19,6 +19,10 @@ os.umask(_UMASK)
 def atomic_open(path: str | os.PathLike, mode: str = "w", encoding: str | None = "utf-8") -> Iterator[Any]:
     """Open a temporary file next to `path`; on success fsync and rename it over `path`; on error delete it."""
     path = Path(path)
+    if path.is_dir():
+        raise UserError(f"{path} is a folder: pass a file path to write to")
+    if path.parent.exists() and not path.parent.is_dir():
+        raise UserError(f"{path.parent} is a file, not a folder: pass another output path")
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     if "b" in mode:
@@ -57,15 +61,21 @@ def read_jsonl(path: str | os.PathLike) -> list[dict]:
     path = Path(path)
     if not path.exists():
         raise UserError(f"{path} does not exist: check the path or create it first")
+    if path.is_dir():
+        raise UserError(f"{path} is a folder: pass a JSONL file")
     rows = []
     with open(path, encoding="utf-8") as fh:
-        for i, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:
-                raise UserError(f"{path}:{i} is not valid JSON: delete or regenerate the file") from None
+        i = 0
+        try:
+            for i, line in enumerate(fh, 1):
+                if not line.strip():
+                    continue
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError:
+                    raise UserError(f"{path}:{i} is not valid JSON: delete or regenerate the file") from None
+        except UnicodeDecodeError:
+            raise UserError(f"{path}:{i + 1} is not UTF-8 text (a binary file?): pass a JSONL file") from None
     return rows
 
 

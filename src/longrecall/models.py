@@ -72,12 +72,58 @@ def default_model_dir() -> Path:
     return target
 
 
-def resolve(name: str | os.PathLike | None) -> str:
-    """Turn the default alias into its cached folder; pass other ids and folders through."""
+def _offline() -> bool:
+    return any(os.environ.get(k, "").lower() in ("1", "true", "yes", "on") for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+
+
+@functools.lru_cache(maxsize=4)
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether the Hugging Face hub answers a TCP connection (offline mode: never); one short probe per process."""
+    import socket
+    from urllib.parse import urlparse
+
+    if _offline():
+        return False
+    url = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    try:
+        socket.create_connection((url.hostname, url.port or (443 if url.scheme == "https" else 80)), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+def _in_hub_cache(name: str) -> bool:
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        return isinstance(try_to_load_from_cache(name, "config.json"), str) or isinstance(try_to_load_from_cache(name, "tokenizer_config.json"), str)
+    except Exception:  # noqa: BLE001 - an id huggingface_hub refuses is not in its cache
+        return False
+
+
+def resolve(name: str | os.PathLike | None, what: str | None = None) -> str:
+    """Turn the default alias into its cached folder; a folder passes through; a hub id must be cached or the hub
+    reachable: otherwise a UserError at once (no minute of connection retries)."""
     if is_default(name):
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         return str(default_model_dir())
-    return str(name)
+    text = str(name)
+    what = what or f"model '{text}'"
+    path = Path(text).expanduser()
+    if path.exists():
+        if not path.is_dir():
+            raise UserError(f"{what}: {text} is a file, not a model folder: pass the folder that holds config.json")
+        return str(path)
+    looks_like_path = text.startswith((".", "/", "~")) or text.count("/") > 1 or (os.sep != "/" and os.sep in text)
+    if looks_like_path:
+        raise UserError(f"{what}: folder {text} does not exist: pass a model folder, 'default', or a hub id such as Qwen/Qwen2-1.5B-Instruct")
+    if _in_hub_cache(text):
+        return text
+    if not hub_reachable():
+        why = "HF_HUB_OFFLINE=1 keeps the hub off" if _offline() else "the hub cannot be reached"
+        raise UserError(f"{what}: '{text}' is not a local folder nor in the Hugging Face cache, and {why}: "
+                        "pass a model folder or 'default'")
+    return text
 
 
 @functools.lru_cache(maxsize=8)

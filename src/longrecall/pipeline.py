@@ -89,14 +89,18 @@ def stage_file(out: Path, name: str) -> Path:
     return out / "stages" / f"{name}.json"
 
 
-def run_stage(stage: dict, out: Path, preset: str, inputs: dict | None = None, publish: str | None = None) -> dict:
-    """Run one stage in a child process that records its own wall time and peak memory."""
-    argv = stage_argv(stage, out, inputs, publish)
+def check_inputs(stage: dict, inputs: dict | None) -> None:
     for key in stage.get("uses", []):
         path = Path((inputs or {}).get(key, ""))
         if not path.exists():
             raise UserError(f"stage '{stage['name']}' needs input '{key}' at {path}, which does not exist: "
                             f"make it first or pass --input {key}=PATH")
+
+
+def run_stage(stage: dict, out: Path, preset: str, inputs: dict | None = None, publish: str | None = None) -> dict:
+    """Run one stage in a child process that records its own wall time and peak memory."""
+    argv = stage_argv(stage, out, inputs, publish)
+    check_inputs(stage, inputs)
     stats = out / "stages" / f".{stage['name']}.stats.json"
     stats.parent.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ)
@@ -162,6 +166,9 @@ def main(a) -> None:
     for c in chosen:
         if c not in names:
             raise UserError(f"preset {name} has no stage '{c}': use one of {', '.join(names)}")
+    for st in stages:  # a missing input is one line before the run folder is made
+        if st["name"] in chosen and not (stage_file(out, st["name"]).exists() and not a.force):
+            check_inputs(st, inputs)
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "preset.json", {"preset": name, "stages": stages})
     t0 = time.time()

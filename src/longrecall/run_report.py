@@ -197,6 +197,13 @@ def write_report(run_dir: str | Path, threshold: float = RULER_THRESHOLD) -> Pat
     run_dir = Path(run_dir)
     if not run_dir.exists():
         raise UserError(f"{run_dir} does not exist: run `longrecall run --preset NAME --output-dir {run_dir}` first")
+    if not run_dir.is_dir():
+        raise UserError(f"{run_dir} is a file: pass the run folder of `longrecall run`")
+    found = [p for pattern in ("preset.json", "stages/*.json", "eval/*/results.jsonl", "ppl/*/perplexity.json", "train/train_log.jsonl",
+                               "lift/result.json", "env/metrics.json") for p in run_dir.glob(pattern)]
+    if not found:
+        raise UserError(f"{run_dir} holds no run to report (no preset.json, stages or results): pass the folder given to "
+                        "`longrecall run --output-dir`")
     rows_by_name = {name: _rows(run_dir, parts) for name, parts in GROUPS.items()}
     rows_by_name = {k: v for k, v in rows_by_name.items() if v}
     preset = json.loads((run_dir / "preset.json").read_text()).get("preset", "?") if (run_dir / "preset.json").exists() else "?"

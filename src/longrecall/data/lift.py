@@ -302,11 +302,21 @@ def read_input(path: str | Path) -> tuple[str, dict | None]:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"input {path} not found: pass a text file (or a .json sample) with --input")
-    raw = path.read_text(encoding="utf-8", errors="replace")
+    data = path.read_bytes()
+    if b"\x00" in data:
+        raise UserError(f"{path} looks binary (it has NUL bytes): pass a UTF-8 text file or a .json sample")
+    try:
+        raw = data.decode("utf-8-sig")  # strict: a Latin-1 or binary file is refused, not silently given U+FFFD
+    except UnicodeDecodeError as e:
+        raise UserError(f"{path} is not UTF-8 text (byte {e.start}): convert it first, e.g. `iconv -f latin1 -t utf-8`") from None
     sample = None
     if path.suffix in {".json", ".jsonl"}:
+        lines = [line for line in raw.splitlines() if line.strip()]
+        if path.suffix == ".jsonl" and len(lines) > 1:
+            raise UserError(f"{path} holds {len(lines)} samples; LIFT memorises one input: pass a .json sample or a "
+                            "one-line .jsonl (e.g. `head -n 1`)")
         try:
-            sample = json.loads(raw.splitlines()[0] if path.suffix == ".jsonl" else raw)
+            sample = json.loads(lines[0] if path.suffix == ".jsonl" else raw)
         except (json.JSONDecodeError, IndexError):
             raise UserError(f"{path} is not a JSON sample: rename it to .txt to ingest it as text") from None
         if not isinstance(sample, dict) or "context" not in sample:

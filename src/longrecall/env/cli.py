@@ -43,11 +43,44 @@ def _resolve_config(rest: list[str]) -> list[str]:
     return out
 
 
+def _flag(rest: list[str], name: str) -> str | None:
+    for i, arg in enumerate(rest):
+        if arg == name and i + 1 < len(rest):
+            return rest[i + 1]
+        if arg.startswith(name + "="):
+            return arg.split("=", 1)[1]
+    return None
+
+
+def _check_endpoint(rest: list[str]) -> None:
+    """process/evaluate against a server that is not there: one line before Atropos writes anything
+    (it would leave an empty groups file, evaluate_config.yaml and a config dump around the error)."""
+    from ..config import load_yaml
+    from ..errors import UserError
+    from .server import get_json
+
+    url = _flag(rest, "--openai.base_url")
+    config = _flag(rest, "--config")
+    if url is None and config:
+        section = load_yaml(config).get("openai")
+        url = section.get("base_url") if isinstance(section, dict) else None
+    if not url:
+        return
+    try:
+        get_json(str(url).rstrip("/") + "/models", timeout=5.0)
+    except (OSError, ValueError) as e:
+        why = getattr(e, "reason", None) or e
+        raise UserError(f"no OpenAI-compatible server answers at {url} ({why}): start one with `longrecall serve --port 8000 &`, "
+                        "or pass --serve default to start and stop one for this run") from None
+
+
 def main(a) -> None:
     from .niah_env import NiahEnv
 
     model, rest = _pop_serve(list(a.rest))
     rest = _resolve_config(rest)
+    if model is None and a.action in ("process", "evaluate"):
+        _check_endpoint(rest)
     handle = None
     if model:
         from .server import start_server

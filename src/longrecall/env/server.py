@@ -29,6 +29,19 @@ def free_port(host: str = "127.0.0.1") -> int:
         return s.getsockname()[1]
 
 
+def check_port_free(host: str, port: int) -> None:
+    """Refuse a taken or impossible port in one line, before a server is started (its log would be the only clue)."""
+    if not 0 < port < 65536:
+        raise UserError(f"--port {port} is not a port: use 1-65535 (or 0 to pick a free one)")
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does: a port in TIME_WAIT is usable
+        try:
+            s.bind((host, port))
+        except OSError as e:
+            raise UserError(f"port {port} on {host} is already in use ({e.strerror}): stop what holds it or pass another "
+                            "--port (0 picks a free one)") from None
+
+
 def server_command(model_dir: str, host: str, port: int, dtype: str = "auto", log_level: str = "warning") -> list[str]:
     """argv for `transformers serve`: the positional model pins the server to it and preloads it before listening."""
     return [
@@ -119,6 +132,8 @@ def start_server(
     model_dir = resolve(model)
     if not Path(model_dir).exists():
         raise UserError(f"model '{model}' is not a local folder: the server runs offline, pass 'default' or a model folder")
+    if port:
+        check_port_free(host, port)
     port = port or free_port(host)
     log_path = Path(log_path) if log_path else cache_dir() / "logs" / f"serve-{port}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)

@@ -123,7 +123,20 @@ def main(args: argparse.Namespace) -> int:
     from .backends import load_adapter, max_positions
     from .plots import line_chart
 
-    lengths = sorted({int(x) for x in str(args.lengths).split(",") if x.strip()})
+    from ..units import parse_lengths, positive_int
+
+    lengths = sorted(set(parse_lengths(args.lengths)))
+    if not lengths:
+        raise UserError("no --lengths: give lengths such as 1024,4k")
+    if min(lengths) < 2:
+        raise UserError(f"--lengths {min(lengths)}: a perplexity window needs at least 2 tokens (e.g. 1024,4k)")
+    positive_int(args.stride, "--stride")
+    positive_int(args.max_windows, "--max-windows")
+    positive_int(args.chunk, "--chunk")
+    if args.adapter:
+        from ..train.lora_plus import read_adapter_info
+
+        read_adapter_info(args.adapter)
     tok = load_tokenizer(args.model)
     model = load_model(args.model, dtype="float32" if args.dtype == "autocast" else args.dtype)
     if args.adapter:
@@ -148,7 +161,9 @@ def main(args: argparse.Namespace) -> int:
         res = perplexity(model, ids, L, args.stride, args.max_windows, args.chunk, autocast=args.dtype == "autocast")
         res["beyond_positions"] = beyond
         results.append(res)
-        print(f"length {L}: ppl {res['ppl']:.3f} (long-context tokens {res['ppl_long'] or float('nan'):.3f}), {res['windows']} windows, {res['seconds']} s")
+        long_part = (f"long-context tokens {res['ppl_long']:.3f}" if res["ppl_long"] is not None
+                     else "one window: no long-context tokens, raise --max-windows")
+        print(f"length {L}: ppl {res['ppl']:.3f} ({long_part}), {res['windows']} windows, {res['seconds']} s")
     out = Path(args.output_dir)
     write_json(out / "perplexity.json", {"model": args.model, "adapter": args.adapter, "text": args.text or f"prose seed {HELDOUT_SEED}",
                                          "stride": args.stride, "max_windows": args.max_windows, "results": results})

@@ -185,6 +185,11 @@ class SQLiteStore:
                 if "sha256" not in cols:  # stores made before documents were known by their hash (additive, same schema)
                     self.db.execute("ALTER TABLE documents ADD COLUMN sha256 TEXT")
         except sqlite3.DatabaseError as e:
+            with contextlib.suppress(Exception):
+                self.db.close()  # and take no -wal/-shm files with us
+            if "malformed" in str(e):
+                raise UserError(f"the memory store {self.path} is damaged ({e}): restore it from a backup, or recover what is "
+                                f"left with `sqlite3 {self.path} .recover | sqlite3 recovered.db`") from None
             raise UserError(f"{self.path} is not a usable memory store ({e}): pass another --store path") from None
         version = row[0] or SCHEMA_VERSION
         if version > SCHEMA_VERSION:

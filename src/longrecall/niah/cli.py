@@ -8,37 +8,19 @@ import time
 from ..config import load_yaml
 from ..errors import UserError
 from ..io import write_jsonl
+from ..units import MAX_LENGTH, parse_depths, parse_lengths
 from .families import FAMILIES
 from .generate import GenSpec, generate_samples
 
 
 def int_list(text: str) -> list[int]:
-    """'1k,2048,4K' -> [1024, 2048, 4096]."""
-    out = []
-    for part in str(text).split(","):
-        part = part.strip().lower()
-        if not part:
-            continue
-        try:
-            out.append(int(float(part[:-1]) * 1024) if part.endswith("k") else int(float(part[:-1]) * 1024 * 1024) if part.endswith("m") else int(part))
-        except ValueError:
-            raise UserError(f"'{part}' is not a length: write numbers such as 1024,2k,8k") from None
-    return out
+    """'1k,2048,4K' -> [1024, 2048, 4096] (the one length parser, longrecall.units)."""
+    return parse_lengths(text)
 
 
 def depth_list(text: str) -> list[float]:
-    """'0,0.5,1' or '0,50%,100%' -> fractions."""
-    out = []
-    for part in str(text).split(","):
-        part = part.strip()
-        if not part:
-            continue
-        try:
-            v = float(part.rstrip("%"))
-        except ValueError:
-            raise UserError(f"'{part}' is not a depth: write fractions 0..1 or percentages like 25%") from None
-        out.append(v / 100 if part.endswith("%") or v > 1 else v)
-    return out
+    """'0,0.5,1' or '0,50%,100%' -> fractions (the one depth parser, longrecall.units)."""
+    return parse_depths(text)
 
 
 def str_list(text: str) -> list[str]:
@@ -63,6 +45,11 @@ def add_spec_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def specs_from_args(a) -> list[GenSpec]:
+    if a.n < 1:
+        raise UserError(f"--n {a.n}: ask for at least 1 sample per cell")
+    too_long = [L for L in int_list(a.length) if L > MAX_LENGTH]
+    if too_long and not getattr(a, "allow_huge", False):
+        raise UserError(f"length {too_long[0]} is over {MAX_LENGTH} tokens (a typo?): pass --allow-huge to generate it anyway")
     specs = []
     cells = itertools.product(str_list(a.task), int_list(a.length), depth_list(a.depth), str_list(a.haystack), str_list(a.needle_kind))
     for task, length, depth, hay, kind in cells:
@@ -84,6 +71,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_spec_arguments(p)
     p.add_argument("--tokenizer", default="default", help="tokenizer: 'default' (embedded SmolLM2), a folder or a hub id")
     p.add_argument("--out", required=False, default=None, help="output JSONL file (written atomically)")
+    p.add_argument("--allow-huge", action="store_true", help=f"allow lengths over {MAX_LENGTH} tokens (minutes and GBs each)")
 
 
 def apply_config(a, parser) -> None:
@@ -91,12 +79,37 @@ def apply_config(a, parser) -> None:
     if not getattr(a, "config", None):
         return
     data = load_yaml(a.config)
+    actions = {act.dest: act for act in parser._actions}
     for key, value in data.items():
         dest = key.replace("-", "_")
         if not hasattr(a, dest):
             raise UserError(f"unknown key '{key}' in {a.config}: use the names of this command's flags")
+        value = _typed(value, actions.get(dest), key, a.config)
         if getattr(a, dest) == parser.get_default(dest):
             setattr(a, dest, ",".join(map(str, value)) if isinstance(value, list) else value)
+
+
+def _typed(value, action, key: str, path) -> object:
+    """A YAML value checked against its flag's type at the edge: one line naming the key and the type it needs."""
+    if action is None or value is None:
+        return value
+    kind = action.type
+    if isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction)):
+        if not isinstance(value, bool):
+            raise UserError(f"config key '{key}' in {path} must be true or false, got {value!r}")
+        return value
+    if kind in (int, float):
+        name = "a whole number (int)" if kind is int else "a number (float)"
+        bad = isinstance(value, (bool, list, dict)) or (kind is int and isinstance(value, float) and not value.is_integer())
+        if not bad:
+            try:
+                return kind(value)
+            except (TypeError, ValueError):
+                bad = True
+        raise UserError(f"config key '{key}' in {path} must be {name}, got {value!r}")
+    if isinstance(value, bool) and action.choices is None and kind is None:
+        raise UserError(f"config key '{key}' in {path} must be text or a list, got {value!r}")
+    return value
 
 
 def main(a) -> None:
@@ -106,6 +119,7 @@ def main(a) -> None:
         raise UserError("no output file: pass --out FILE.jsonl")
     specs = specs_from_args(a)
     tok = load_tokenizer(a.tokenizer)
+    _warn_beyond_positions(a.tokenizer, max(s.length for s in specs))
     t0 = time.time()
     samples = generate_samples(specs, tok)
     if str(a.out).endswith(".json"):  # one sample as a JSON object: what `longrecall lift ingest --input` reads
@@ -119,6 +133,24 @@ def main(a) -> None:
         n = write_jsonl(a.out, (s.to_dict() for s in samples))
     lengths = sorted({s.prompt_tokens + s.answer_budget for s in samples})
     print(f"wrote {n} samples to {a.out} in {time.time() - t0:.1f}s (prompt + answer budget: {lengths[0]}..{lengths[-1]} tokens)")
+
+
+def _warn_beyond_positions(model: str, longest: int) -> None:
+    """One line when a length is beyond the positions the tokenizer's model was trained for (known from its folder)."""
+    import json
+    import sys
+    from pathlib import Path
+
+    from ..models import resolve
+
+    try:
+        cfg = json.loads((Path(resolve(model)) / "config.json").read_text())
+    except (OSError, ValueError, UserError):
+        return
+    limit = cfg.get("max_position_embeddings")
+    if isinstance(limit, int) and longest > limit:
+        print(f"warning: length {longest} is beyond the {limit} positions of {model}: the model never saw such a "
+              "position (evaluations mark these cells beyond_positions)", file=sys.stderr)
 
 
 def families_main(a) -> None:
