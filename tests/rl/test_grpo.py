@@ -9,7 +9,8 @@ import pytest
 from longrecall.config import load_config
 from longrecall.errors import UserError
 from longrecall.niah import GenSpec, generate_sample, score
-from longrecall.rl.grpo import GrpoConfig, build_rows, config_from_args, draw_specs, niah_reward, prompt_text, validate
+from longrecall.rl.grpo import (GrpoConfig, build_rows, config_from_args, draw_specs, niah_reward, prompt_text,
+                               resolve_prompt_format, validate)
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
@@ -26,10 +27,12 @@ def test_reward_is_niah_score_of_each_completion_against_its_own_sample(tok):
 
 
 def test_rows_are_seeded_train_phrasing_prompts_that_carry_the_scoring_fields(tok):
-    cfg = GrpoConfig(tasks=["single", "chain"], lengths=[200, 300], n_prompts=4, seed=3)
+    cfg = GrpoConfig(tasks=["single", "chain"], lengths=[200, 300], n_prompts=4, seed=3, answer_prefix=True)
     rows = build_rows(cfg, tok)
     assert rows == build_rows(cfg, tok) and len(rows) == 4
     assert all(s.phrasing == "train" and s.answer_prefix for s in draw_specs(cfg))
+    # No adapter and no explicit format: the data commands' format (no answer prefix), as eval grids then ask.
+    assert resolve_prompt_format(GrpoConfig()).answer_prefix is False
     assert {json.loads(r["sample"])["task"] for r in rows} <= {"single", "chain"}
     spec = draw_specs(cfg)[0]
     sample = generate_sample(spec, tok)

@@ -43,7 +43,7 @@ class GridConfig:
     corpus: str | None = None  # file or folder for --haystack user
     needle_kind: str = "number"  # number | word | uuid
     phrasing: str = "heldout"  # heldout: templates never used in training data; train | any
-    answer_prefix: bool = True  # RULER-style answer opening the model continues
+    answer_prefix: bool | None = None  # RULER-style answer opening the model continues; None: the adapter's recorded format (false without)
     max_new_tokens: int | None = None  # None: each sample's answer budget
     dtype: str = "bfloat16"  # hf backend: bfloat16 weights | autocast | float32
     batch_size: int = 1  # hf backend batch
@@ -111,6 +111,21 @@ def _check_identity(out: Path, cfg: GridConfig) -> None:
     write_json(run_file, {"identity": ident, "config": dataclasses.asdict(cfg)})
 
 
+def resolve_prompt_format(cfg: GridConfig) -> GridConfig:
+    """answer_prefix None -> the format the adapter was trained with (longrecall_adapter.json), else false (the data
+    commands' format); an explicit value that differs from the adapter's is kept, with a warning."""
+    recorded = None
+    if cfg.adapter:
+        from ..train.lora_plus import recorded_answer_prefix
+
+        recorded = recorded_answer_prefix(cfg.adapter)
+    if cfg.answer_prefix is None:
+        return dataclasses.replace(cfg, answer_prefix=bool(recorded))
+    if recorded is not None and recorded != cfg.answer_prefix:
+        log.warning("asking with answer_prefix=%s, but %s was trained with %s", cfg.answer_prefix, cfg.adapter, recorded)
+    return cfg
+
+
 def make_grid_backend(cfg: GridConfig):
     from .backends import make_backend
 
@@ -119,6 +134,13 @@ def make_grid_backend(cfg: GridConfig):
     if cfg.backend == "openai":
         if not cfg.base_url:
             raise UserError("--backend openai needs --base-url (e.g. http://127.0.0.1:8000/v1 from `longrecall serve`)")
+        from ..env.server import get_json
+
+        try:  # an endpoint that is not there: one line now, not a run.json and a failure on the first cell
+            get_json(cfg.base_url.rstrip("/") + "/models", timeout=5.0)
+        except (OSError, ValueError) as e:
+            raise UserError(f"no OpenAI-compatible server answers at {cfg.base_url} ({getattr(e, 'reason', None) or e}): "
+                            "start one with `longrecall serve --port 8000 &` or fix --base-url") from None
         return make_backend("openai", base_url=cfg.base_url, model=cfg.model, concurrency=cfg.concurrency)
     if cfg.backend == "rag":
         from .rag_backend import make_rag_backend
@@ -136,6 +158,7 @@ def run_grid(cfg: GridConfig, backend=None, tokenizer=None, progress: bool = Tru
 
     if not (cfg.lengths and cfg.depths and cfg.tasks and cfg.samples >= 1):
         raise UserError("the grid is empty: give --lengths, --depths, --tasks and --samples >= 1")
+    cfg = resolve_prompt_format(cfg)
     for task in cfg.tasks:  # fail on a typo before loading a model
         _spec(cfg, task, max(cfg.lengths), 0.5, cfg.seed).validate()
     out = Path(cfg.output_dir)
@@ -205,16 +228,34 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         flag = "--" + f.name.replace("_", "-")
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
         shown = ",".join(str(v) for v in default) if isinstance(default, list) else default
-        if f.type in (bool, "bool"):
+        if f.type in (bool, "bool", "bool | None"):
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=f"(default {shown})")
         else:
             parser.add_argument(flag, default=argparse.SUPPRESS, help=f"(default {shown})")
 
 
+BACKEND_NAMES = ("hf", "openai", "rag")
+
+
+def check_config(cfg: GridConfig) -> GridConfig:
+    """Values that would run but measure nothing, refused before a model loads or a file is written."""
+    if cfg.backend not in BACKEND_NAMES:
+        raise UserError(f"unknown backend '{cfg.backend}': use one of {', '.join(BACKEND_NAMES)}")
+    for key, low in (("batch_size", 1), ("concurrency", 1), ("samples", 1), ("rag_budget", 1), ("max_new_tokens", 1)):
+        value = getattr(cfg, key)
+        if value is not None and value < low:
+            raise UserError(f"--{key.replace('_', '-')} {value}: must be {low} or more")
+    if cfg.adapter:
+        from ..train.lora_plus import read_adapter_info
+
+        read_adapter_info(cfg.adapter)  # a missing or broken adapter is one line before the model loads
+    return cfg
+
+
 def config_from_args(args: argparse.Namespace) -> GridConfig:
     names = {f.name for f in dataclasses.fields(GridConfig)}
     overrides = {k: v for k, v in vars(args).items() if k in names and v is not None}
-    return load_config(GridConfig, getattr(args, "config", None), overrides)
+    return check_config(load_config(GridConfig, getattr(args, "config", None), overrides))
 
 
 def main(args: argparse.Namespace) -> int:

@@ -220,9 +220,11 @@ def fetch_batch(cfg: AtroposConfig, sleep=time.sleep, clock=time.monotonic, chec
 # ---------------------------------------------------------------- launching run-api and the env (thin glue)
 
 def env_settings(cfg) -> dict:
-    """The needle env's settings for a GRPO config: the same tasks, lengths, haystacks, sampling and group size."""
+    """The needle env's settings for a GRPO config: the same tasks, lengths, haystacks, prompt format, sampling and
+    group size."""
     env = {"tasks": cfg.tasks, "lengths": cfg.lengths, "depths": cfg.depths, "haystacks": cfg.haystacks,
-           "needle_kinds": cfg.needle_kinds, "phrasing": cfg.phrasing, "temperature": cfg.temperature, "top_p": cfg.top_p,
+           "needle_kinds": cfg.needle_kinds, "phrasing": cfg.phrasing, "answer_prefix": bool(cfg.answer_prefix),
+           "temperature": cfg.temperature, "top_p": cfg.top_p,
            "group_size": cfg.num_generations, "seed": cfg.seed, "max_num_workers_per_node": 1,
            "max_batches_offpolicy": 1}  # queue one batch ahead at most: older rollouts are dropped (see the module doc)
     if cfg.max_completion_length:
@@ -256,7 +258,7 @@ class Launched:
         from ..env.rollouts import _spawn, env_flags
         from ..models import resolve
 
-        owned = {"rollout_server_url", "tokenizer_name", "total_steps", "use_wandb"} & set(self.cfg.atropos.env)
+        owned = {"rollout_server_url", "tokenizer_name", "total_steps", "use_wandb", "answer_prefix"} & set(self.cfg.atropos.env)
         if owned:
             raise UserError(f"atropos.env {', '.join(sorted(owned))} is set by the launcher: remove it")
         env = {**env_settings(self.cfg), "rollout_server_url": self.cfg.atropos.api_url, "tokenizer_name": resolve(self.cfg.model),
@@ -329,7 +331,7 @@ def train_atropos(cfg) -> dict:
     from tqdm.auto import tqdm
 
     from ..config import to_dict
-    from .policy import build_policy, save_policy, write_logs
+    from .policy import adapter_record, build_policy, save_policy, write_logs
 
     a = cfg.atropos
     out, title = Path(cfg.output_dir), "GRPO (Atropos consumer) on the NIAH reward"
@@ -346,7 +348,7 @@ def train_atropos(cfg) -> dict:
             raise UserError(f"{resume} does not match this config ({e}): use another --output-dir or delete the checkpoint") from None
         history, step = state["history"], int(state["step"])
         print(f"resuming from {resume} (step {step})")
-    extra = {"recipe": "grpo-atropos", "config": to_dict(cfg)}
+    extra = {"recipe": "grpo-atropos", "config": to_dict(cfg), **adapter_record(cfg)}
     server = launched = None
     try:
         if a.launch:

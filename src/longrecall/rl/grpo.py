@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import yaml
@@ -23,7 +23,7 @@ from ..errors import UserError
 from ..io import atomic_open
 from ..niah import FAMILIES, GenSpec, generate_samples, score
 from .atropos_consumer import AtroposConfig
-from .policy import HAVE_LORA_PLUS, LoraPlusConfig, build_policy, param_groups, save_policy, write_logs
+from .policy import HAVE_LORA_PLUS, LoraPlusConfig, adapter_record, build_policy, param_groups, save_policy, write_logs
 
 SCORING_KEYS = ("id", "task", "answers", "metric", "chain", "needles", "value_kind")
 VIAS = ("trl", "atropos")
@@ -49,8 +49,10 @@ class GrpoConfig:
     """Value kinds: number | word | uuid."""
     phrasing: str = "train"
     """Phrasing pool of the training prompts (keep 'train': held-out phrasings are for evaluation)."""
-    answer_prefix: bool = True
-    """Append the RULER-style answer opening after the generation prompt (what `longrecall eval niah` asks with)."""
+    answer_prefix: bool | None = None
+    """The prompt format: append the family's answer opening after the generation prompt. None: the format recorded
+    in `adapter` (false without one: the data commands' format). The trained adapter records it, and `longrecall eval
+    niah` and the Atropos env then ask with the same one."""
     n_prompts: int = 32
     """Distinct samples in the training set (repeated as epochs when max_steps needs more)."""
     num_generations: int = 4
@@ -106,6 +108,19 @@ class GrpoConfig:
     """The Atropos API consumer's settings (via: atropos)."""
 
 
+def resolve_prompt_format(cfg: GrpoConfig) -> GrpoConfig:
+    """answer_prefix None -> the adapter's recorded format (false without an adapter or a record)."""
+    from .policy import adapter_answer_prefix
+
+    recorded = adapter_answer_prefix(cfg.adapter) if cfg.adapter else None
+    if cfg.answer_prefix is None:
+        return replace(cfg, answer_prefix=bool(recorded))
+    if recorded is not None and recorded != cfg.answer_prefix:
+        print(f"note: answer_prefix {str(cfg.answer_prefix).lower()} differs from the adapter's ({str(recorded).lower()}, "
+              f"{cfg.adapter}): the new adapter records {str(cfg.answer_prefix).lower()}, and evaluation follows it")
+    return cfg
+
+
 def validate(cfg: GrpoConfig) -> GrpoConfig:
     checks = [
         (cfg.via in VIAS, f"via must be one of {', '.join(VIAS)}, got '{cfg.via}'"),
@@ -139,7 +154,7 @@ def draw_specs(cfg: GrpoConfig) -> list[GenSpec]:
         rng = random.Random(f"grpo:{cfg.seed}:{i}")
         specs.append(GenSpec(task=rng.choice(cfg.tasks), length=rng.choice(cfg.lengths), depth=rng.choice(cfg.depths),
                              haystack=rng.choice(cfg.haystacks), needle_kind=rng.choice(cfg.needle_kinds),
-                             seed=cfg.seed * 1_000_003 + i, phrasing=cfg.phrasing, answer_prefix=cfg.answer_prefix))
+                             seed=cfg.seed * 1_000_003 + i, phrasing=cfg.phrasing, answer_prefix=bool(cfg.answer_prefix)))
     return specs
 
 
@@ -236,7 +251,7 @@ def train_trl(cfg: GrpoConfig, callbacks: list | None = None) -> dict:
     trainer, tokenizer = make_trainer(cfg, [_Logs(), *(callbacks or [])])
     trainer.train(resume_from_checkpoint=get_last_checkpoint(str(out)) if out.exists() else None)
     history = trainer.state.log_history
-    extra = {"recipe": "grpo-trl", "config": to_dict(cfg), "steps": trainer.state.global_step}
+    extra = {"recipe": "grpo-trl", "config": to_dict(cfg), "steps": trainer.state.global_step, **adapter_record(cfg)}
     adapter = save_policy(trainer.model, tokenizer, out, extra)
     write_logs(history, out, title)
     return {"adapter": str(adapter), "steps": trainer.state.global_step, "rewards": [h["reward"] for h in history if "reward" in h],
@@ -244,8 +259,8 @@ def train_trl(cfg: GrpoConfig, callbacks: list | None = None) -> dict:
 
 
 def train_grpo(cfg: GrpoConfig, callbacks: list | None = None) -> dict:
-    """Validate, write config.yaml, then run the chosen path (trl or atropos)."""
-    validate(cfg)
+    """Validate, settle the prompt format, write config.yaml, then run the chosen path (trl or atropos)."""
+    cfg = resolve_prompt_format(validate(cfg))
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     with atomic_open(out / "config.yaml") as fh:

@@ -27,7 +27,8 @@ except ImportError:  # pragma: no cover - train/ ships with the package
         embed_lr: float | None = None
         norm_lr: float | None = None
 
-__all__ = ["HAVE_LORA_PLUS", "LoraPlusConfig", "build_policy", "param_groups", "save_policy", "write_logs"]
+__all__ = ["HAVE_LORA_PLUS", "LoraPlusConfig", "adapter_answer_prefix", "adapter_record", "build_policy", "param_groups",
+           "save_policy", "write_logs"]
 
 
 def build_policy(cfg):
@@ -55,6 +56,24 @@ def build_policy(cfg):
         print("note: longrecall.train.lora_plus missing: plain peft LoRA on attention, embeddings and norms frozen")
         model = get_peft_model(base, LoraConfig(r=cfg.lora.rank, lora_alpha=cfg.lora.alpha, target_modules=cfg.lora.targets, task_type="CAUSAL_LM"))
     return model, tokenizer
+
+
+def adapter_answer_prefix(adapter) -> bool | None:
+    """The prompt format (answer_prefix) an adapter folder records, None when it records none."""
+    if not HAVE_LORA_PLUS:  # pragma: no cover
+        return None
+    from ..train.lora_plus import recorded_answer_prefix
+
+    return recorded_answer_prefix(adapter)
+
+
+def adapter_record(cfg) -> dict:
+    """What the trained adapter records beyond its weights: the prompt format it was trained with, and the adapter
+    it continued (its own init_adapter chain is carried by write_adapter_info)."""
+    record = {"answer_prefix": bool(cfg.answer_prefix)}
+    if cfg.adapter:
+        record["continued_from"] = str(Path(cfg.adapter).resolve())
+    return record
 
 
 def save_policy(model, tokenizer, out: Path, extra: dict) -> Path:

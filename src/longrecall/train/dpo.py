@@ -178,7 +178,9 @@ def train_dpo(cfg: DpoConfig) -> dict:
     adapter = out / "adapter"
     trainer.save_model(str(adapter))  # gathered under FSDP/DeepSpeed
     if trainer.is_world_process_zero():
-        extra = {"base_model": cfg.model, "recipe": "dpo", "config": to_dict(cfg), "steps": trainer.state.global_step, "init_adapter": cfg.init_adapter}
+        # The init adapter as an absolute path: evaluation, resume and merge rebuild base + init + this from any folder.
+        init = str(Path(cfg.init_adapter).resolve()) if cfg.init_adapter else None
+        extra = {"base_model": cfg.model, "recipe": "dpo", "config": to_dict(cfg), "steps": trainer.state.global_step, "init_adapter": init}
         write_adapter_info(trainer.model, adapter, extra)
         tokenizer.save_pretrained(adapter)
         write_logs(out, trainer.state.log_history, title="DPO training loss")

@@ -162,10 +162,22 @@ def position_info(config) -> dict:
     }
 
 
+# The prompt format the data commands write (no answer prefix); an adapter records the one it was trained with.
+DEFAULT_ANSWER_PREFIX = False
+_CHAIN_KEYS = ("init_adapter", "answer_prefix")
+
+
 def write_adapter_info(model, out_dir, extra_config: dict | None = None) -> None:
-    """longrecall_adapter.json next to the peft files: base model, position scaling, plus extra_config."""
-    info = {"base_model": model.peft_config[model.active_adapter].base_model_name_or_path, "positions": position_info(model.get_base_model().config)}
-    write_json(Path(out_dir) / INFO_FILE, {**info, **(extra_config or {})})
+    """longrecall_adapter.json next to the peft files: base model, position scaling, prompt format (answer_prefix),
+    plus extra_config.
+
+    An adapter that continues another (load_adapter(..., trainable=True), e.g. GRPO after SFT) keeps that adapter's
+    init_adapter and prompt format unless extra_config says otherwise: evaluation, resume and merge rebuild the whole
+    chain from this file, and a dropped init_adapter would put the adapter on the bare base."""
+    info = {"base_model": model.peft_config[model.active_adapter].base_model_name_or_path, "positions": position_info(model.get_base_model().config),
+            "answer_prefix": DEFAULT_ANSWER_PREFIX}
+    inherited = getattr(model, "longrecall_chain", None) or {}
+    write_json(Path(out_dir) / INFO_FILE, {**info, **inherited, **(extra_config or {})})
 
 
 def save_adapter(model, out_dir, extra_config: dict | None = None, tokenizer=None) -> Path:
@@ -179,11 +191,32 @@ def save_adapter(model, out_dir, extra_config: dict | None = None, tokenizer=Non
     return out
 
 
+def _json_object(path: Path, adapter_dir) -> dict:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as e:
+        raise UserError(f"{path} is not valid JSON ({str(e).splitlines()[0][:80]}): the adapter {adapter_dir} is damaged; "
+                        "re-save it or pass another --adapter") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{path} must hold a JSON object: the adapter {adapter_dir} is damaged; pass another --adapter")
+    return data
+
+
 def read_adapter_info(adapter_dir) -> dict:
+    """longrecall_adapter.json of an adapter folder (checked, with adapter_config.json, before any model loads)."""
     path = Path(adapter_dir) / INFO_FILE
+    if not Path(adapter_dir).is_dir():
+        raise UserError(f"adapter folder {adapter_dir} does not exist: pass the 'adapter' folder a training run wrote")
     if not (Path(adapter_dir) / "adapter_config.json").exists():
         raise UserError(f"{adapter_dir} is not an adapter folder (no adapter_config.json): pass the 'adapter' folder a training run wrote")
-    return json.loads(path.read_text()) if path.exists() else {}
+    _json_object(Path(adapter_dir) / "adapter_config.json", adapter_dir)
+    return _json_object(path, adapter_dir) if path.exists() else {}
+
+
+def recorded_answer_prefix(adapter_dir) -> bool | None:
+    """The answer_prefix an adapter was trained with (its prompt format), None when it records none."""
+    value = read_adapter_info(adapter_dir).get("answer_prefix")
+    return None if value is None else bool(value)
 
 
 def _restore_positions(model, info: dict) -> None:
@@ -202,6 +235,10 @@ def load_adapter(base_model_name_or_model, adapter_dir, trainable: bool = False)
     info = read_adapter_info(adapter_dir)
     base = base_model_name_or_model
     if base is None or isinstance(base, (str, Path)):
+        if base is None:  # the recorded base: an unknown name or a folder from another machine fails fast, in one line
+            from ..models import resolve
+
+            resolve(info.get("base_model", "default"), what=f"the base model recorded in adapter {adapter_dir}")
         base = load_model(str(base) if base is not None else info.get("base_model", "default"))
     if info.get("init_adapter"):  # trained on top of another adapter (DPO after SFT): rebuild that model first
         base = load_adapter(base, info["init_adapter"]).merge_and_unload()
@@ -209,6 +246,7 @@ def load_adapter(base_model_name_or_model, adapter_dir, trainable: bool = False)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*(tie_word_embeddings|is_gradient_checkpointing).*")
         model = PeftModel.from_pretrained(base, str(adapter_dir), is_trainable=trainable)
+    model.longrecall_chain = {k: info[k] for k in _CHAIN_KEYS if info.get(k) is not None}  # write_adapter_info carries it on
     return model if trainable else model.eval()
 
 
