@@ -87,3 +87,33 @@ def test_preset_stage_runs_from_outside_the_repository(tmp_path, monkeypatch, ca
     assert not (away / "runs" / "rl").exists()
     P.main(_run_args("rl-cpu", "runs/rl", inputs=["sft_adapter=/x/adapter"], list_=True))
     assert "--adapter /x/adapter" in capsys.readouterr().out
+
+
+def test_cpu_and_gpu_presets_score_with_the_scorecard_and_compare_after_both(tmp_path):
+    """The quality presets measure base and tuned with the scorecard (intervals), then compare them paired."""
+    for preset, config in (("cpu", "configs/eval/scorecard-cpu.yaml"), ("gpu", "configs/eval/scorecard.yaml")):
+        stages = {st["name"]: st for st in P.load_preset(preset)["stages"]}
+        order = list(stages)
+        assert not {"eval_base", "eval_tuned", "eval_base_realtext", "eval_tuned_realtext"} & set(stages)
+        assert {"eval_base_long", "eval_tuned_long", "rag", "hybrid", "report"} <= set(stages)
+        argv = {n: P.stage_argv(stages[n], tmp_path) for n in ("scorecard_base", "scorecard_tuned", "scorecard_compare")}
+        for n in ("scorecard_base", "scorecard_tuned"):
+            assert argv[n][:4] == ["eval", "scorecard", "--config", config]
+        assert argv["scorecard_base"][-1] == str(tmp_path / "scorecard/base") and "--adapter" not in argv["scorecard_base"]
+        assert argv["scorecard_tuned"][argv["scorecard_tuned"].index("--adapter") + 1] == str(tmp_path / "train/adapter")
+        assert stages["scorecard_tuned"]["needs"] == ["train"]
+        assert set(stages["scorecard_compare"]["needs"]) == {"scorecard_base", "scorecard_tuned"}
+        assert argv["scorecard_compare"] == ["eval", "scorecard", "--compare", str(tmp_path / "scorecard/base"),
+                                             str(tmp_path / "scorecard/tuned"), "--output-dir", str(tmp_path / "scorecard/compare")]
+        assert order.index("scorecard_compare") > max(order.index("scorecard_base"), order.index("scorecard_tuned"))
+        assert order.index("scorecard_compare") < order.index("report")
+    cpu = {st["name"]: st for st in P.load_preset("cpu")["stages"]}
+    assert cpu["scorecard_base"]["threads"] == cpu["scorecard_tuned"]["threads"] == cpu["train"]["threads"] == 1
+
+
+def test_compare_stage_waits_for_both_scorecards(tmp_path):
+    out = tmp_path / "run"
+    (out / "stages").mkdir(parents=True)
+    (out / "stages" / "scorecard_base.json").write_text("{}")
+    with pytest.raises(UserError, match="needs stage 'scorecard_tuned'"):
+        P.main(_run_args("cpu", out, stage="scorecard_compare"))
