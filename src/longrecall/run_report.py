@@ -1,8 +1,10 @@
 """`longrecall report --run-dir DIR`: the pipeline's one-page report (what `longrecall run` ends with).
 
-It reads what the stages left in the run folder: NIAH grids (eval/*/results.jsonl), the training log and curve,
-perplexity, LIFT, the Atropos environment's evaluation, and each stage's time and peak memory; it writes
-report.md with before/after heatmaps, per-family tables, effective lengths and the quality bar, in plain words.
+It reads what the stages left in the run folder: the scorecards (scorecard/, shown first: report_scorecard.py), NIAH
+grids (eval/*/results.jsonl), the training log and curve, perplexity, LIFT, the Atropos environment's evaluation,
+and each stage's time and peak memory; it writes report.md with before/after heatmaps, per-family tables, effective
+lengths and the quality bar, in plain words. One-sample grids claim no effective length or quality bar when the
+run's main grids (eval/base, eval/tuned) are absent; the scorecard's intervals speak for those.
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from pathlib import Path
 from .errors import UserError
 from .eval.report import RULER_THRESHOLD, family_scores, fmt, load_run, markdown_table
 from .io import atomic_open
+from .report_scorecard import linked_pages, scorecard_lines
 
 # Run folders under eval/ that belong together (a grid and its long end), and the name shown for them.
 GROUPS = {
@@ -200,7 +203,7 @@ def write_report(run_dir: str | Path, threshold: float = RULER_THRESHOLD) -> Pat
     if not run_dir.is_dir():
         raise UserError(f"{run_dir} is a file: pass the run folder of `longrecall run`")
     found = [p for pattern in ("preset.json", "stages/*.json", "eval/*/results.jsonl", "ppl/*/perplexity.json", "train/train_log.jsonl",
-                               "lift/result.json", "env/metrics.json") for p in run_dir.glob(pattern)]
+                               "lift/result.json", "env/metrics.json", "scorecard/*/scorecard.json") for p in run_dir.glob(pattern)]
     if not found:
         raise UserError(f"{run_dir} holds no run to report (no preset.json, stages or results): pass the folder given to "
                         "`longrecall run --output-dir`")
@@ -214,13 +217,16 @@ def write_report(run_dir: str | Path, threshold: float = RULER_THRESHOLD) -> Pat
         "Scores are percentages (set F1 for all-needles, hop credit for chains); prompts use the held-out phrasings.",
         "",
     ]
+    lines += scorecard_lines(run_dir)
+    main_grids = bool(_rows(run_dir, ["base"]) or _rows(run_dir, ["tuned"]))  # not only a long end or retrieval grids
     if len(rows_by_name) >= 2:
         names = list(rows_by_name)
         data = write_comparison(run_dir / "compare", [rows_by_name[n] for n in names], names, threshold)
-        lines += ["## Effective context length", "",
-                  markdown_table(["run", f"effective length (> {threshold:g}%)"], [[n, str(effective(rows_by_name[n], threshold))] for n in names]),
-                  "", "(At lengths where only the single-needle family is measured, the average is that family's score.)", ""]
-        lines += [f"## Per family and length", ""]
+        if main_grids:
+            lines += ["## Effective context length", "",
+                      markdown_table(["run", f"effective length (> {threshold:g}%)"], [[n, str(effective(rows_by_name[n], threshold))] for n in names]),
+                      "", "(At lengths where only the single-needle family is measured, the average is that family's score.)", ""]
+        lines += ["## Per family and length" + ("" if main_grids else " (one-sample grids: no intervals, no claims)"), ""]
         for fam, per in data["families"].items():
             lengths = sorted({int(L) for p in per.values() for L in p})
             body = [[n] + [fmt(per[n].get(str(L))) for L in lengths] for n in names if n in per]
@@ -236,7 +242,7 @@ def write_report(run_dir: str | Path, threshold: float = RULER_THRESHOLD) -> Pat
             for png in sorted((run_dir / "eval" / part).glob("heatmap_*.png")):
                 lines += [f"![{part} {png.stem}](eval/{part}/{png.name})"]
     lines.append("")
-    if preset == "cpu":
+    if preset == "cpu" and main_grids:  # the bar reads one-sample grids: without them it claims nothing
         lines += bar_lines(rows_by_name)
     real = {n: _rows(run_dir, [d]) for n, d in REALTEXT.items()}
     real = {n: r for n, r in real.items() if r}
@@ -262,13 +268,14 @@ def write_report(run_dir: str | Path, threshold: float = RULER_THRESHOLD) -> Pat
 
 
 def publish(run_dir: str | Path, dest: str | Path) -> Path:
-    """Copy report.md and every picture it shows (keeping relative paths) to `dest`, e.g. docs/results/cpu."""
+    """Copy report.md, every picture it shows and every scorecard page it links (keeping relative paths) to `dest`,
+    e.g. docs/results/cpu."""
     import re
     import shutil
 
     run_dir, dest = Path(run_dir), Path(dest)
     text = (run_dir / "report.md").read_text()
-    for rel in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text):
+    for rel in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text) + linked_pages(run_dir, text):
         src = run_dir / rel
         if src.exists():
             (dest / rel).parent.mkdir(parents=True, exist_ok=True)
