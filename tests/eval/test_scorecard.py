@@ -42,6 +42,29 @@ def test_the_shipped_config_loads_and_validates():
     assert set(cfg.samples) == set(cfg.lengths) and cfg.phrasing == "heldout"
 
 
+@pytest.mark.parametrize("name", ["configs/eval/scorecard.yaml", "configs/eval/scorecard-cpu.yaml"])
+def test_every_row_of_the_shipped_configs_makes_samples(name, tok):
+    from longrecall.niah import generate_sample
+
+    cfg = SC.load_scorecard_config(name)
+    for row in cfg.rows:
+        for i in range(2):
+            s = generate_sample(SC.spec_for(cfg, row, 512, i), tok)
+            assert s.task == row.task and s.answers and all(a.lower() in s.context.lower() or s.task == "narrative" for a in s.answers)
+
+
+def test_the_powered_config_meets_the_interval_target_and_the_cpu_one_extends_it():
+    from longrecall.eval.stats import wilson
+
+    full, cpu = SC.load_scorecard_config(), SC.load_scorecard_config("configs/eval/scorecard-cpu.yaml")
+    for L in full.lengths:  # the worst case of a 0/1 cell: half right
+        n = full.samples[L]
+        lo, hi = wilson(n // 2, n)
+        assert 100 * (hi - lo) / 2 <= (8.0 if L <= 4096 else 12.0) + 0.05
+    assert [r.name for r in cpu.rows] == [r.name for r in full.rows] and cpu.seed == full.seed and cpu.depths == full.depths
+    assert max(cpu.lengths) <= 8192 and SC.config_hash(cpu) != SC.config_hash(full)
+
+
 def test_samples_spread_over_depths_haystacks_and_kinds():
     cfg = _cfg()
     specs = [SC.spec_for(cfg, cfg.rows[0], 1024, i) for i in range(4)]
@@ -82,9 +105,27 @@ def _sample_of(row, tok):
 def test_a_resumed_run_with_a_changed_config_is_refused_and_nothing_is_overwritten(tmp_path, tok):
     SC.run_scorecard(_cfg(samples={512: 1, 1024: 1, 4096: 1}), tmp_path, backend=Scripted(), tokenizer=tok, progress=False)
     before = (tmp_path / "results.jsonl").read_bytes(), (tmp_path / "run.json").read_bytes()
-    with pytest.raises(UserError, match="config_hash"):
+    with pytest.raises(UserError, match=r"changed: samples\.512\b"):
         SC.run_scorecard(_cfg(samples={512: 2, 1024: 1, 4096: 1}), tmp_path, backend=Scripted(), tokenizer=tok, progress=False)
+    rows = [{"name": "single", "task": "single", "needle_kinds": ["number"]}, {"name": "chain", "task": "chain", "hops": [2, 3]}]
+    with pytest.raises(UserError, match=r"changed: rows\[single\]\.needle_kinds"):
+        SC.run_scorecard(_cfg(samples={512: 1, 1024: 1, 4096: 1}, rows=rows), tmp_path, backend=Scripted(), tokenizer=tok,
+                         progress=False)
     assert ((tmp_path / "results.jsonl").read_bytes(), (tmp_path / "run.json").read_bytes()) == before
+
+
+def test_a_config_that_adds_a_row_asks_only_the_new_row(tmp_path, tok):
+    small = dict(samples={512: 2, 1024: 1, 4096: 1})
+    first = SC.run_scorecard(_cfg(rows=[{"name": "single", "task": "single", "needle_kinds": ["number", "word"]}], **small), tmp_path, backend=Scripted(),
+                             tokenizer=tok, progress=False)
+    b = Scripted()
+    both = SC.run_scorecard(_cfg(**small), tmp_path, backend=b, tokenizer=tok, progress=False)
+    assert b.calls == 2 + 1  # only chain's 512 and 1024 samples (4096 is beyond the fake's positions)
+    assert [r for r in both if r["row"] == "single"] == first
+    # The kept rows are the very samples a fresh run of the bigger config asks.
+    fresh = SC.run_scorecard(_cfg(**small), tmp_path / "fresh", backend=Scripted(), tokenizer=tok, progress=False)
+    key = lambda r: (r["row"], r["length"], r["index"], r["id"], r["score"])  # noqa: E731
+    assert sorted(map(key, both)) == sorted(map(key, fresh))
 
 
 def test_an_unknown_family_is_one_line_listing_the_known_ones(tmp_path, tok):
@@ -102,3 +143,7 @@ def test_compare_pairs_the_same_samples(tmp_path, tok):
     x = lines[("single", 512)]
     assert x["n"] == 6 and x["won"] == 6 and x["mean"] == 100.0 and x["significant"]
     assert ("single", 4096) not in lines  # never asked: nothing to pair
+    pooled = lines[("single", "all")]  # the row over all its lengths: the most samples behind one paired number
+    assert pooled["n"] == 6 + 2 and pooled["won"] == 8 and pooled["significant"]
+    summary = SC.summarize(b, cfg)
+    assert summary["table"]["single"]["all"]["n"] == 8 and summary["table"]["single"]["all"]["mean"] == 100.0

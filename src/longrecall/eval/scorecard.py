@@ -54,7 +54,16 @@ class ScorecardConfig:
 
 
 def load_scorecard_config(path: str | None = None, overrides: dict | None = None) -> ScorecardConfig:
-    cfg = load_config(ScorecardConfig, path or DEFAULT_CONFIG, overrides)
+    """The YAML, then --set overrides. `extends: scorecard.yaml` (next to it) takes that file's keys first, so a
+    smaller budget (scorecard-cpu.yaml) keeps the same rows and generator settings."""
+    from ..config import load_yaml, resolve_config_path
+
+    path = resolve_config_path(path or DEFAULT_CONFIG)
+    data = load_yaml(path)
+    if data.get("extends"):
+        parent = path.parent / str(data.pop("extends"))
+        overrides, path = {**data, **(overrides or {})}, parent
+    cfg = load_config(ScorecardConfig, path, overrides)
     cfg.rows = [r if isinstance(r, Row) else Row(**r) for r in cfg.rows]
     if not cfg.rows:
         raise UserError("the scorecard config has no rows: list at least one family under rows:")
@@ -67,6 +76,18 @@ def load_scorecard_config(path: str | None = None, overrides: dict | None = None
 
 def config_hash(cfg: ScorecardConfig) -> str:
     return hashlib.sha1(json.dumps(dataclasses.asdict(cfg), sort_keys=True).encode()).hexdigest()[:12]
+
+
+def _settings(cfg: ScorecardConfig) -> dict:
+    """Everything but the rows, as JSON would hold it (the lengths in samples: become strings)."""
+    return json.loads(json.dumps({k: v for k, v in dataclasses.asdict(cfg).items() if k != "rows"}))
+
+
+def row_hash(cfg: ScorecardConfig, row: Row) -> str:
+    """What one row's answers depend on: the shared settings and the row. A row's samples never depend on the other
+    rows (seeds are per length and index), so a config that only adds rows asks only the new ones."""
+    blob = {"settings": _settings(cfg), "row": dataclasses.asdict(row)}
+    return hashlib.sha1(json.dumps(blob, sort_keys=True).encode()).hexdigest()[:12]
 
 
 def plan(cfg: ScorecardConfig) -> list[tuple[str, int, int]]:
@@ -89,14 +110,44 @@ def spec_for(cfg: ScorecardConfig, row: Row, length: int, i: int):
                    direction=row.direction, n_needles=cyc(row.n_needles), seed=cfg.seed + 7919 * length + i)
 
 
-def _check_resume(out: Path, ident: dict) -> None:
+def _changed_keys(old: dict, new: dict, prefix: str = "") -> list[str]:
+    """Dotted names of the config keys whose values differ (rows compared by position)."""
+    keys = []
+    for k in sorted(set(old) | set(new), key=str):
+        a, b = old.get(k), new.get(k)
+        if isinstance(a, dict) and isinstance(b, dict):
+            keys += _changed_keys(a, b, f"{prefix}{k}.")
+        elif isinstance(a, list) and isinstance(b, list) and len(a) == len(b) and all(isinstance(x, dict) for x in a + b):
+            for i, (x, y) in enumerate(zip(a, b)):
+                keys += _changed_keys(x, y, f"{prefix}{k}[{i}].")
+        elif a != b:
+            keys.append(f"{prefix}{k}")
+    return keys
+
+
+def _check_resume(out: Path, ident: dict, cfg: ScorecardConfig) -> None:
+    """A rerun into a folder that holds answers must ask the same thing: refused, naming what changed. Rows may be
+    added (only they are asked) or dropped (their answers stay on disk, out of the summary)."""
     run_file = out / "run.json"
-    if run_file.exists() and (out / "results.jsonl").exists():
-        old = json.loads(run_file.read_text()).get("identity", {})
-        changed = [k for k in ident if k in old and old[k] != ident[k]]
-        if changed:
-            k = changed[0]
+    if not (run_file.exists() and (out / "results.jsonl").exists()):
+        return
+    saved = json.loads(run_file.read_text())
+    old_cfg = saved.get("config", {})
+    changed = _changed_keys({k: v for k, v in old_cfg.items() if k != "rows"}, _settings(cfg))
+    old_rows = {r["name"]: r for r in old_cfg.get("rows", [])}
+    for r in cfg.rows:
+        if r.name in old_rows:
+            changed += _changed_keys(old_rows[r.name], json.loads(json.dumps(dataclasses.asdict(r))), f"rows[{r.name}].")
+    if changed:
+        raise UserError(f"{out} holds a scorecard made with another config (changed: {', '.join(changed[:4])}): "
+                        "resume with the same config, or pass another --output-dir")
+    old = saved.get("identity", {})
+    for k in ident:
+        if k in old and old[k] != ident[k] and k != "config_hash":
             raise UserError(f"{out} holds a scorecard with {k}={old[k]!r}, not {ident[k]!r}: pass another --output-dir")
+    added = [r.name for r in cfg.rows if r.name not in old_rows]
+    if added and old_rows:
+        print(f"resuming {out}: new rows {', '.join(added)} are asked, the others resume")
 
 
 def run_scorecard(cfg: ScorecardConfig, out: Path, model: str = "default", adapter: str | None = None,
@@ -114,7 +165,9 @@ def run_scorecard(cfg: ScorecardConfig, out: Path, model: str = "default", adapt
              "answer_prefix": answer_prefix}
     results = out / "results.jsonl"
     done_rows = read_done(results) if results.exists() else []
-    _check_resume(out, ident)
+    _check_resume(out, ident, cfg)
+    hashes = {r.name: row_hash(cfg, r) for r in cfg.rows}
+    done_rows = [r for r in done_rows if hashes.get(r["row"]) == r.get("row_hash")]  # rows dropped since: not summarised
     done = {(r["row"], r["length"], r["index"]) for r in done_rows}
     pending = [c for c in plan(cfg) if c not in done]
     if pending and backend is None:
@@ -146,7 +199,7 @@ def run_scorecard(cfg: ScorecardConfig, out: Path, model: str = "default", adapt
                 text = answers.get(k)
                 row = {"row": name, "task": s.task, "length": L, "index": i, "id": s.id, "depth": s.depth,
                        "haystack": s.haystack, "needle_kind": s.needle_kind, "version": cfg.version,
-                       "config_hash": ident["config_hash"], "answers": s.answers, "answer": text,
+                       "config_hash": ident["config_hash"], "row_hash": hashes[name], "answers": s.answers, "answer": text,
                        "score": None if text is None else float(score(s, text)),
                        "details": None if text is None else score_details(s, text),
                        "beyond_positions": text is None, "latency_s": round(dt, 3)}
@@ -170,6 +223,8 @@ def cells(rows: list[dict]) -> dict[str, dict[int, list[float]]]:
 def summarize(rows: list[dict], cfg: ScorecardConfig) -> dict:
     c = cells(rows)
     table = {r.name: {str(L): stats.summarize(c.get(r.name, {}).get(L, []), seed=cfg.seed) for L in cfg.lengths} for r in cfg.rows}
+    for r in cfg.rows:  # the row over every asked length: the number with the most samples behind it
+        table[r.name]["all"] = stats.summarize([x for L in cfg.lengths for x in c.get(r.name, {}).get(L, [])], seed=cfg.seed)
     eff = {}
     for rule in ("ruler", "nolima"):
         eff[rule] = {"tokens": stats.effective_length(c, rule), "ci95": list(stats.effective_length_interval(c, rule, seed=cfg.seed))}
@@ -188,12 +243,12 @@ def write_outputs(out: Path, summary: dict, cfg: ScorecardConfig, title: str) ->
 
     write_json(out / "scorecard.json", summary)
     names = [r.name for r in cfg.rows]
-    body = [[n] + [_cell(summary["table"][n][str(L)]) for L in cfg.lengths] for n in names]
+    body = [[n] + [_cell(summary["table"][n][str(L)]) for L in cfg.lengths] + [_cell(summary["table"][n]["all"])] for n in names]
     eff = summary["effective_length"]
     md = [f"# {title}", "", "![scorecard](scorecard.png)", "",
           f"Scorecard config version {cfg.version} ({summary['config_hash']}); {summary['samples']} answered samples; "
           f"score % with its 95% interval (Wilson for 0/1 scores, bootstrap otherwise).", "",
-          markdown_table(["row"] + [str(L) for L in cfg.lengths], body), "",
+          markdown_table(["row"] + [str(L) for L in cfg.lengths] + ["all lengths"], body), "",
           f"Effective length, RULER rule (family average ≥ 85.6): **{eff['ruler']['tokens']}** tokens "
           f"(95% interval {eff['ruler']['ci95'][0]}–{eff['ruler']['ci95'][1]}).",
           f"Effective length, NoLiMa rule (≥ 85% of the model's own 1k score): **{eff['nolima']['tokens']}** tokens "
@@ -223,8 +278,11 @@ def compare(rows_a: list[dict], rows_b: list[dict], seed: int = 0) -> list[dict]
         return out
 
     a, b = by(rows_a), by(rows_b)
+    for side in (a, b):  # each row over all its lengths (sample ids are unique across lengths)
+        for name in {k[0] for k in list(side)}:
+            side[(name, "all")] = {i: v for (n, L), per in list(side.items()) if n == name and L != "all" for i, v in per.items()}
     lines = []
-    for key in sorted(a.keys() & b.keys(), key=lambda k: (k[0], k[1])):
+    for key in sorted(a.keys() & b.keys(), key=lambda k: (k[0], k[1] == "all", 0 if k[1] == "all" else k[1])):
         d = stats.paired(a[key], b[key], seed=seed)
         if d:
             lines.append({"row": key[0], "length": key[1], **d})
