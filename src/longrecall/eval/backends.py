@@ -71,10 +71,11 @@ class HFBackend:
                  reuse_min_tokens: int = 64, *, model_obj=None, tokenizer=None):
         import torch
 
-        from ..models import load_model, load_tokenizer
+        from ..models import load_model, load_tokenizer, resolve_dtype
 
-        if dtype not in ("bfloat16", "float32", "autocast"):
-            raise UserError(f"unknown dtype '{dtype}': use bfloat16, float32 or autocast")
+        if dtype not in ("bfloat16", "float32", "autocast", "auto"):
+            raise UserError(f"unknown dtype '{dtype}': use auto, bfloat16, float32 or autocast")
+        dtype = resolve_dtype(dtype)
         self.tokenizer = tokenizer if tokenizer is not None else load_tokenizer(model)
         if model_obj is None:
             model_obj = load_model(model, dtype="float32" if dtype == "autocast" else dtype)

@@ -45,7 +45,7 @@ class GridConfig:
     phrasing: str = "heldout"  # heldout: templates never used in training data; train | any
     answer_prefix: bool | None = None  # RULER-style answer opening the model continues; None: the adapter's recorded format (false without)
     max_new_tokens: int | None = None  # None: each sample's answer budget
-    dtype: str = "bfloat16"  # hf backend: bfloat16 weights | autocast | float32
+    dtype: str = "auto"  # hf backend: auto (bfloat16 where native, else float32) | bfloat16 | autocast | float32
     batch_size: int = 1  # hf backend batch
     concurrency: int = 4  # openai backend parallel requests
     threshold: float = RULER_THRESHOLD  # effective-length threshold, percent

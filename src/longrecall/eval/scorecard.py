@@ -24,6 +24,8 @@ from ..io import append_jsonl, atomic_open, write_json
 from . import stats
 
 DEFAULT_CONFIG = "configs/eval/scorecard.yaml"
+# A row's n_needles is capped at length // this: 12 at 1k, so the needles, their decoys and the answer fit.
+MIN_TOKENS_PER_NEEDLE = 80
 
 
 @dataclass
@@ -50,7 +52,7 @@ class ScorecardConfig:
     phrasing: str = "heldout"
     seed: int = 1000
     batch_size: int = 4
-    dtype: str = "bfloat16"
+    dtype: str = "auto"  # bfloat16 where it is native (AVX-512 BF16, AMX, GPUs), else float32; the run records which
 
 
 def load_scorecard_config(path: str | None = None, overrides: dict | None = None) -> ScorecardConfig:
@@ -105,9 +107,12 @@ def spec_for(cfg: ScorecardConfig, row: Row, length: int, i: int):
     corpus = None
     if hay == "pkgdocs":
         hay, corpus = "user", "pkgdocs"
+    n = cyc(row.n_needles)
+    if n is not None:  # what fits: at 1k, 16 needles and their ~18 decoys (~20 tokens each) overflow the prompt
+        n = min(n, max(2, length // MIN_TOKENS_PER_NEEDLE))
     return GenSpec(task=row.task, length=length, depth=cyc(cfg.depths), haystack=hay, corpus=corpus,
                    needle_kind=cyc(row.needle_kinds, "number"), phrasing=cfg.phrasing, hops=cyc(row.hops),
-                   direction=row.direction, n_needles=cyc(row.n_needles), seed=cfg.seed + 7919 * length + i)
+                   direction=row.direction, n_needles=n, seed=cfg.seed + 7919 * length + i)
 
 
 def _changed_keys(old: dict, new: dict, prefix: str = "") -> list[str]:
@@ -161,8 +166,10 @@ def run_scorecard(cfg: ScorecardConfig, out: Path, model: str = "default", adapt
     rows_by_name = {r.name: r for r in cfg.rows}
     for r in cfg.rows:  # a typo fails before a model loads
         spec_for(cfg, r, min(cfg.lengths), 0).validate()
+    from ..models import resolve_dtype
+
     ident = {"version": cfg.version, "config_hash": config_hash(cfg), "model": model, "adapter": adapter,
-             "answer_prefix": answer_prefix}
+             "answer_prefix": answer_prefix, "dtype": resolve_dtype(cfg.dtype)}
     results = out / "results.jsonl"
     done_rows = read_done(results) if results.exists() else []
     _check_resume(out, ident, cfg)

@@ -15,9 +15,8 @@ import string
 import uuid
 from typing import Callable
 
-from .chains import BUILDINGS, CITIES, PEOPLE
 from .needles import VALUE_WORDS
-from .scoring import candidates, normalize, score
+from .scoring import _VOCAB, candidates, normalize, score
 
 MAX_ATTACK = 0.2
 MAX_HEDGE = 0.5
@@ -27,8 +26,8 @@ def _vocabulary(s: dict, rng: random.Random) -> list[str]:
     kind = s["value_kind"]
     if kind == "word":
         vals = list(VALUE_WORDS)
-    elif kind == "entity":
-        vals = list(PEOPLE) + list(BUILDINGS) + list(CITIES)
+    elif kind in ("entity", "place", "city"):
+        vals = list(_VOCAB[kind])
     elif kind == "uuid":
         vals = [str(uuid.UUID(int=rng.getrandbits(128), version=4)) for _ in range(40)]
     elif kind == "var":
@@ -61,9 +60,9 @@ def _context_kind(s: dict) -> list[str]:
         "var": r"\b[A-Z]{5}\b",
         "entity": r"\b(?:[A-Z][a-z]+(?: [A-Z][a-z]+)?|[A-Z]\d{3}|\d{4})\b",
     }
-    if s["value_kind"] == "word":
-        words = set(VALUE_WORDS)
-        return [w for w in re.findall(r"[a-z]+", ctx.lower()) if w in words]
+    if s["value_kind"] in ("word", "place", "city"):  # closed vocabularies of single words
+        words = {w.lower() for w in (VALUE_WORDS if s["value_kind"] == "word" else _VOCAB[s["value_kind"]])}
+        return list(dict.fromkeys(w for w in re.findall(r"[a-z]+", ctx.lower()) if w in words))
     out = re.findall(pats.get(s["value_kind"], r"\b\d{4,}\b"), ctx)
     if s["value_kind"] == "var":
         out += re.findall(r"\b\d{5}\b", ctx)

@@ -6,39 +6,15 @@ from __future__ import annotations
 
 import random
 import string
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
 from ..errors import UserError
 from . import needles as N
 from .chains import build_chain
-
-
-@dataclass
-class Needle:
-    text: str
-    depth: float  # where to insert, 0..1 of the haystack
-    role: str  # "target" | "distractor"
-    key: str = ""
-    value: str = ""
-
-
-@dataclass
-class Task:
-    needles: list[Needle]
-    question: str
-    answers: list[str]
-    metric: str
-    answer_budget: int
-    chain: list[str] = field(default_factory=list)
-    answer_prefix: str = ""
-    value_kind: str = ""
-    dense: Callable[[random.Random], str] | None = None  # maker of needle-dense haystack sentences
-
-
-def _depths(rng: random.Random, first: float, n: int) -> list[float]:
-    """The first target at the requested depth, the others at seeded random depths."""
-    return [first] + [rng.random() for _ in range(n - 1)]
+from .stories import category, kvlines, narrative, nonliteral
+from .task import Needle, Task  # noqa: F401  (re-exported: families build these)
+from .task import depths as _depths
 
 
 def _distractor_names(kind: str, phrasing: str) -> list[str]:
@@ -212,6 +188,10 @@ FAMILIES: dict[str, Family] = {
         Family("all_needles", all_needles, "list every needle of a kind (2-32, count unknown), among as many needles of other kinds"),
         Family("chain", chain, "related needles: an entity chain of 1-4 hops with distractor chains, asked from either end"),
         Family("vartrack", vartrack, "variable tracking: chains of assignments, asked from the value or the last name"),
+        Family("nonliteral", nonliteral, "the question shares no word with the needle but the person (bike/bicycle); 1 or 2 hops"),
+        Family("kvlines", kvlines, "one record among near-identical key-value records (use with haystack needles)"),
+        Family("category", category, "every city someone visited (2-6), among cities named but not visited"),
+        Family("narrative", narrative, "an object travels with whoever carries it: where is it now? (2 or 3 facts)"),
     ]
 }
 

@@ -1,7 +1,7 @@
 """Scoring of answers: one normaliser, one rule for every family, and the reward in [0, 1].
 
 The rule: an answer is paid for the right values it names and charged for every *other* value of the same kind
-that it names ("kind": numbers, words, uuids, people, lockers, rooms, buildings, cities, variables). So
+that it names ("kind": numbers, words, uuids, people, lockers, rooms, buildings, cities, variables, places). So
 
     reward = max(0, right - wrong) / len(answers)
 
@@ -20,6 +20,7 @@ from functools import lru_cache
 from typing import Callable
 
 from .chains import BUILDINGS, CITIES, PEOPLE
+from .lexicon import DISTRICTS, PLACES, TRAVEL_CITIES
 from .needles import VALUE_WORDS
 
 _DIGIT_SEP = re.compile(r"(?<=\d)[,\u202f\u00a0 ](?=\d{3}\b)")
@@ -31,6 +32,8 @@ _HEX = re.compile(r"[0-9a-f]+")
 _VOCAB = {
     "word": tuple(VALUE_WORDS),
     "entity": tuple(PEOPLE) + tuple(BUILDINGS) + tuple(CITIES),
+    "place": tuple(PLACES) + tuple(DISTRICTS[0]) + tuple(DISTRICTS[1]),
+    "city": tuple(TRAVEL_CITIES[0]) + tuple(TRAVEL_CITIES[1]),
 }
 # Which kinds of value an answer to a sample of each value_kind is charged for.
 _KINDS = {
@@ -39,6 +42,8 @@ _KINDS = {
     "uuid": ("uuid",),
     "var": ("var", "number"),
     "entity": ("entity", "number", "room"),
+    "place": ("place",),
+    "city": ("city",),
 }
 
 

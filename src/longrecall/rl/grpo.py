@@ -18,6 +18,7 @@ from pathlib import Path
 
 import yaml
 
+from ..models import train_bf16
 from ..config import to_dict
 from ..errors import UserError
 from ..io import atomic_open
@@ -224,7 +225,7 @@ def make_trainer(cfg: GrpoConfig, callbacks: list | None = None):
         gradient_accumulation_steps=cfg.prompts_per_step, num_generations=cfg.num_generations,
         max_completion_length=cfg.max_completion_length or max(budgets), temperature=cfg.temperature, top_p=cfg.top_p,
         learning_rate=cfg.lr, lr_scheduler_type="constant_with_warmup", warmup_steps=cfg.warmup_steps, beta=cfg.beta,
-        loss_type=cfg.loss_type, scale_rewards=cfg.scale_rewards, max_grad_norm=cfg.max_grad_norm, bf16=cfg.bf16,
+        loss_type=cfg.loss_type, scale_rewards=cfg.scale_rewards, max_grad_norm=cfg.max_grad_norm, bf16=train_bf16(cfg.bf16),
         gradient_checkpointing=cfg.gradient_checkpointing, gradient_checkpointing_kwargs={"use_reentrant": False},
         save_steps=cfg.save_steps, save_total_limit=1, logging_steps=1, seed=cfg.seed, data_seed=cfg.seed, report_to="none",
         remove_unused_columns=False, disable_tqdm=False, use_cpu=not torch.cuda.is_available(), dataloader_num_workers=0,

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import yaml
 
+from ..models import train_bf16
 from ..config import to_dict
 from ..errors import UserError
 from ..io import atomic_open, read_jsonl
@@ -160,7 +161,7 @@ def train_dpo(cfg: DpoConfig) -> dict:
     args = DPOConfig(
         output_dir=str(out), max_steps=cfg.max_steps, per_device_train_batch_size=cfg.batch_size,
         gradient_accumulation_steps=cfg.grad_accum, learning_rate=cfg.lr, lr_scheduler_type="constant_with_warmup",
-        warmup_steps=cfg.warmup_steps, beta=cfg.beta, max_length=cfg.max_length, bf16=cfg.bf16,
+        warmup_steps=cfg.warmup_steps, beta=cfg.beta, max_length=cfg.max_length, bf16=train_bf16(cfg.bf16),
         activation_checkpointing=cfg.gradient_checkpointing, activation_checkpointing_kwargs={"use_reentrant": False},
         save_strategy="steps", save_steps=cfg.save_steps, save_total_limit=cfg.save_total_limit, logging_steps=1,
         seed=cfg.seed, report_to="none", use_cpu=not torch.cuda.is_available(), dataloader_num_workers=0,

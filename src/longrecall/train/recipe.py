@@ -18,6 +18,7 @@ from pathlib import Path
 
 import yaml
 
+from ..models import train_bf16
 from ..config import parse_key_values, load_config, to_dict
 from ..errors import UserError
 from ..io import atomic_open, read_jsonl, write_jsonl
@@ -352,7 +353,7 @@ def train_longlora(cfg: LongLoraConfig, callbacks: list | None = None) -> dict:
     args = TrainingArguments(
         output_dir=str(out), max_steps=cfg.max_steps, per_device_train_batch_size=1, gradient_accumulation_steps=cfg.grad_accum,
         learning_rate=cfg.lr, weight_decay=cfg.weight_decay, lr_scheduler_type="constant_with_warmup", warmup_steps=cfg.warmup_steps,
-        max_grad_norm=cfg.max_grad_norm, bf16=cfg.bf16, activation_checkpointing=cfg.gradient_checkpointing,
+        max_grad_norm=cfg.max_grad_norm, bf16=train_bf16(cfg.bf16), activation_checkpointing=cfg.gradient_checkpointing,
         activation_checkpointing_kwargs={"use_reentrant": False}, save_strategy="steps", save_steps=cfg.save_steps,
         save_total_limit=cfg.save_total_limit, logging_steps=cfg.logging_steps, seed=cfg.seed, data_seed=cfg.seed,
         report_to="none", remove_unused_columns=False, dataloader_num_workers=0, disable_tqdm=False,
