@@ -48,6 +48,29 @@ def test_two_trl_steps_log_rewards_and_save_the_lora_plus_adapter(tiny_model_dir
     assert any(not torch.equal(moved[k], weights[k]) for k in weights if "lora_" in k)
 
 
+def test_the_real_reward_runs_through_trl_and_is_what_the_log_reports(tiny_model_dir, tmp_path, monkeypatch):
+    # The real niah score, watched (not replaced): every completion TRL generated is scored against its own sample,
+    # and the logged step reward is the mean of those scores.
+    real, seen = grpo.score, []
+
+    def watched(sample, text):
+        value = real(sample, text)
+        seen.append((sample, text, value))
+        return value
+
+    monkeypatch.setattr(grpo, "score", watched)
+    out = tmp_path / "real"
+    argv = ["--set", f"model={tiny_model_dir}", "--set", "lengths=[128]", "--set", "n_prompts=2", "--set", "max_steps=1",
+            "--set", "max_completion_length=8", "--output-dir", str(out)]
+    assert grpo.main(argv) == 0
+    assert len(seen) == 4 and all(isinstance(s, dict) and s["answers"] and s["needles"] for s, _, _ in seen)
+    assert all(v == real(s, t) for s, t, v in seen)  # deterministic: the value logged is the reward's own
+    assert real(seen[0][0], f"It is {seen[0][0]['answers'][0]}.") == 1.0  # and the same samples pay a right answer
+    log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    step = next(r for r in log if "reward" in r)
+    assert step["reward"] == pytest.approx(sum(v for _, _, v in seen) / len(seen))
+
+
 def _padded_batch(tok):
     """Two prompt+completion rows as TRL builds them: prompts left-padded, completions right-padded."""
     pad = tok.pad_token_id
