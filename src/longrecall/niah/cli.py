@@ -9,7 +9,7 @@ from ..config import load_yaml
 from ..errors import UserError
 from ..io import write_jsonl
 from ..units import MAX_LENGTH, parse_depths, parse_lengths
-from .families import FAMILIES
+from .families import FAMILIES, get_family
 from .generate import GenSpec, generate_samples
 
 
@@ -164,6 +164,7 @@ def add_attack_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--output", default=None, help="write the markdown table to this file (default: print it)")
     p.add_argument("--tokenizer", default="default")
+    p.add_argument("--families", default=None, help=f"comma list of families to audit (default all: {', '.join(FAMILIES)})")
 
 
 def attacks_main(a) -> None:
@@ -174,9 +175,12 @@ def attacks_main(a) -> None:
     if a.n < 1:
         raise UserError(f"--n {a.n}: pass at least 1 sample per family")
     (length,) = int_list(a.length)[:1] or [0]
+    fams = [f.strip() for f in a.families.split(",") if f.strip()] if getattr(a, "families", None) else list(FAMILIES)
+    for f in fams:
+        get_family(f)  # an unknown name: one line listing the known ones
     tok = load_tokenizer(a.tokenizer)
-    samples = A.audit_samples(tok, n=a.n, length=length, seed=a.seed)
-    table = A.markdown_table(A.attack_scores(samples, tok, seed=a.seed), list(FAMILIES))
+    samples = A.audit_samples(tok, n=a.n, length=length, seed=a.seed, families=fams)
+    table = A.markdown_table(A.attack_scores(samples, tok, seed=a.seed), fams)
     if a.output:
         with atomic_open(a.output) as f:
             f.write(table)
