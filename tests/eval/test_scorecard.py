@@ -145,5 +145,8 @@ def test_compare_pairs_the_same_samples(tmp_path, tok):
     assert ("single", 4096) not in lines  # never asked: nothing to pair
     pooled = lines[("single", "all")]  # the row over all its lengths: the most samples behind one paired number
     assert pooled["n"] == 6 + 2 and pooled["won"] == 8 and pooled["significant"]
+    every = lines[(SC.ALL_ROWS, "all")]  # every row and length at once, each sample once
+    assert every["n"] == sum(x["n"] for (r, L), x in lines.items() if L == "all" and r != SC.ALL_ROWS)
+    assert list(lines)[-1] == (SC.ALL_ROWS, "all")
     summary = SC.summarize(b, cfg)
     assert summary["table"]["single"]["all"]["n"] == 8 and summary["table"]["single"]["all"]["mean"] == 100.0

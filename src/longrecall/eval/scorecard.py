@@ -26,6 +26,7 @@ from . import stats
 DEFAULT_CONFIG = "configs/eval/scorecard.yaml"
 # A row's n_needles is capped at length // this: 12 at 1k, so the needles, their decoys and the answer fit.
 MIN_TOKENS_PER_NEEDLE = 80
+ALL_ROWS = "every row"  # the comparison's pooled line: each sample's score, whatever its family, equally weighted
 
 
 @dataclass
@@ -285,11 +286,14 @@ def compare(rows_a: list[dict], rows_b: list[dict], seed: int = 0) -> list[dict]
         return out
 
     a, b = by(rows_a), by(rows_b)
-    for side in (a, b):  # each row over all its lengths (sample ids are unique across lengths)
-        for name in {k[0] for k in list(side)}:
-            side[(name, "all")] = {i: v for (n, L), per in list(side.items()) if n == name and L != "all" for i, v in per.items()}
+    for side in (a, b):  # each row over all its lengths (sample ids are unique across lengths), then every row at once
+        cells_ = list(side.items())
+        for name in {k[0] for k, _ in cells_}:
+            side[(name, "all")] = {i: v for (n, L), per in cells_ if n == name for i, v in per.items()}
+        side[(ALL_ROWS, "all")] = {(n, i): v for (n, L), per in cells_ for i, v in per.items()}
     lines = []
-    for key in sorted(a.keys() & b.keys(), key=lambda k: (k[0], k[1] == "all", 0 if k[1] == "all" else k[1])):
+    order = {ALL_ROWS: 1}  # the every-row line last
+    for key in sorted(a.keys() & b.keys(), key=lambda k: (order.get(k[0], 0), k[0], k[1] == "all", 0 if k[1] == "all" else k[1])):
         d = stats.paired(a[key], b[key], seed=seed)
         if d:
             lines.append({"row": key[0], "length": key[1], **d})
