@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 
 from .eval.report import markdown_table
+from .eval.scorecard import ALL_ROWS
 
 SIDES = ("base", "tuned")
 
@@ -70,6 +71,8 @@ def scorecard_lines(run_dir: Path) -> list[str]:
     for r in rows:
         got = [_score(cards[s]["table"].get(r, {}).get("all")) if s in cards else "not run" for s in SIDES]
         body.append([r, *got, *_delta(paired.get((r, "all")))])
+    if (ALL_ROWS, "all") in paired:  # every sample once, whatever its family: the difference with the most behind it
+        body.append([f"**{ALL_ROWS}**", "", "", *_delta(paired[(ALL_ROWS, "all")])])
     lines += [
         "Each family over all its lengths: score % with its 95% interval (Wilson for 0/1 scores, bootstrap otherwise). "
         f"The difference is {diff_name} in points, paired on the same samples (seeded bootstrap); it is claimed only "
