@@ -112,7 +112,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--text", default=None, help="UTF-8 text file to evaluate on (default: held-out generated prose)")
     parser.add_argument("--stride", type=int, default=256, help="window step; later windows score only their last stride tokens")
     parser.add_argument("--max-windows", type=int, default=8, help="windows per length (bounds the cost)")
-    parser.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float32", "autocast"])
+    parser.add_argument("--dtype", default="auto", choices=["auto", "bfloat16", "float32", "autocast"],
+                        help="auto: bfloat16 weights where bf16 is native (AVX-512 BF16, AMX, GPUs), else float32")
     parser.add_argument("--chunk", type=int, default=1024, help="positions per output-head chunk (memory bound)")
     parser.add_argument("--output-dir", default="runs/ppl", help="where perplexity.json and perplexity.png go")
 
