@@ -164,6 +164,8 @@ class Answer:
     chunks: list[Chunk] = field(default_factory=list)
     answer: str | None = None
     incomplete: list[dict] = field(default_factory=list)  # documents the context draws on whose add did not finish
+    strategy: str = "auto"
+    trace: list[dict] = field(default_factory=list)  # multi-hop: per hop, the entities followed and the chunk keys reached
 
     def warning(self) -> str | None:
         """One line saying which retrieved text comes from an unfinished add, or None."""
@@ -199,11 +201,16 @@ def build_prompt(question: str, context: str) -> str:
     return f"Notes:\n{context}\n\nQuestion: {question}\nAnswer:"
 
 
-def default_generator(model: str = "default", max_new_tokens: int = 64) -> Generator:
-    """Greedy answers from the embedded model (loaded on first use); tests inject their own callable instead."""
+def default_generator(model: str = "default", max_new_tokens: int = 64, adapter: str | None = None) -> Generator:
+    """Greedy answers from a model (the embedded one by default, with an adapter folder if given); tests inject
+    their own callable instead."""
     from ..models import load_model, load_tokenizer
 
-    tok, lm = load_tokenizer(model), load_model(model)
+    tok, lm = load_tokenizer(model), load_model(model, dtype="auto")
+    if adapter:
+        from ..eval.backends import load_adapter
+
+        lm = load_adapter(lm, adapter, model)
 
     def generate(prompt: str) -> str:
         import torch
@@ -301,13 +308,14 @@ class Memory:
         if budget_chars < 1:
             raise UserError(f"--budget-chars {budget_chars}: keep at least one character of retrieved text (e.g. 6000)")
         embedder = self.embedder() if self._embedder is not None and self.store.has_vectors() else None
-        ranked = ranked_for(question, StoreSearcher(self.store, embedder), strategy, k)
+        trace: list[dict] = []
+        ranked = ranked_for(question, StoreSearcher(self.store, embedder), strategy, k, trace=trace)
         if not ranked:
             raise NotFound("nothing in the memory matches this question: no answer (add text about it with `longrecall memory add FILE`)")
         chunks = fit_chars(ranked, budget_chars)
         if not chunks:
             raise UserError(f"the best matching chunk is longer than --budget-chars {budget_chars}: raise it (e.g. 6000)")
-        result = Answer(question, join_in_order(chunks), chunks)
+        result = Answer(question, join_in_order(chunks), chunks, strategy=strategy, trace=trace)
         used = {c.doc_id for c in chunks}
         result.incomplete = [d for d in self.store.documents() if not d["complete"] and d["id"] in used] if used else []
         if generate:
@@ -351,6 +359,11 @@ def add_ask_arguments(p) -> None:
     p.add_argument("--budget-chars", type=_positive("--budget-chars"), default=6000, help="most characters of retrieved text to keep")
     p.add_argument("--strategy", default="auto", choices=STRATEGIES)
     p.add_argument("--no-generate", action="store_true", help="print the retrieved text instead of a model's answer")
+    p.add_argument("--reader", default=None, metavar="base|ADAPTER|MODEL",
+                   help="who answers: 'base' (the embedded model), an adapter folder or a merged model folder "
+                        "(default $LONGRECALL_READER, else base); the output names it")
+    p.add_argument("--json", action="store_true", help="print the answer, evidence and hop trace as JSON")
+    p.add_argument("--no-evidence", action="store_true", help="print only the answer (or the retrieved text)")
     _store_arg(p)
 
 
@@ -431,15 +444,33 @@ def add_main(args) -> int:
 
 
 def ask_main(args) -> int:
+    from . import reader as R
+
+    spec = R.reader_spec(getattr(args, "reader", None))
+    loaded: list = []
+
+    def answer_with_reader(prompt: str) -> str:  # the model loads only once retrieval found something
+        if not loaded:
+            loaded.append(R.load_reader(spec))
+        return loaded[0](prompt)
+
     with _damaged_store_is_one_line(args.store):
-        mem = Memory(store=open_store(args.store, create=False))
+        mem = Memory(store=open_store(args.store, create=False), generator=answer_with_reader)
         try:
             result = mem.ask(args.question, k=args.k, generate=not args.no_generate, budget_chars=args.budget_chars, strategy=args.strategy)
+            sources = {d["id"]: d["source"] for d in mem.store.documents()}
         finally:
             mem.close()
     if result.warning():
         print(result.warning(), file=sys.stderr)
-    print(result.context if args.no_generate else result.answer)
+    name = None if args.no_generate else R.describe(spec)
+    items = R.evidence(result, sources)
+    if getattr(args, "json", False):
+        print(R.as_json(result, items, name))
+    elif getattr(args, "no_evidence", False):
+        print(result.context if args.no_generate else result.answer)
+    else:
+        print(R.render(result, items, name))
     return 0
 
 

@@ -88,8 +88,10 @@ def multihop_retrieve(
     max_entities: int = 6,
     max_df: int = 5,
     extractor: Extractor | None = None,
+    trace: list | None = None,
 ) -> list[Chunk]:
     """Top-k for the question, then repeatedly the chunks containing entities the found facts point to.
+    `trace`, when a list, receives one record per hop: {"hop", "via" (the entities followed), "chunks" (their keys)}.
 
     Returns the best hop-0 chunk, then the chunks each hop reached, then the rest of hop 0: a followed link is
     likelier to matter than a weaker match for the question. Stops when a hop finds no new entity, or after
@@ -98,6 +100,8 @@ def multihop_retrieve(
     found: dict = {}
     hop0 = frontier_chunks = searcher.search(question, k)  # facts are read from all of hop 0...
     _add(found, hop0[:1])  # ...but only its best chunk ranks ahead of the hops
+    if trace is not None:
+        trace.append({"hop": 0, "via": [], "chunks": [c.key for c in hop0]})
     anchors, asked, known = list(dict.fromkeys(terms(question))), question, set()
     weights: dict | None = {a: 1.0 / max(searcher.count(a), 1) for a in anchors}
     for _ in range(max_hops):
@@ -114,6 +118,8 @@ def multihop_retrieve(
         # at hop 0 (top-k may catch a middle fact) still has to be read to go on.
         frontier_chunks = [c for e in entities for c in searcher.containing(e, per_entity)]
         _add(found, frontier_chunks)
+        if trace is not None:
+            trace.append({"hop": len(trace), "via": entities, "chunks": [c.key for c in frontier_chunks]})
         anchors, weights = entities, None
     _add(found, hop0)
     return list(found.values())

@@ -1,0 +1,89 @@
+"""`memory ask` names its reader and shows its evidence: each piece's document, true offsets and text, and for a
+chain the hop that reached each piece; --json carries the same."""
+import argparse
+import json
+
+import pytest
+
+from longrecall.errors import UserError
+from longrecall.memory import reader as R
+from longrecall.memory.api import Memory, add_ask_arguments, ask_main
+
+from .test_api import FACTS, FILLER, fake_model
+
+PEOPLE = [("Alice", "4417", "B12"), ("Bruno", "1203", "A7"), ("Chiara", "5521", "C33"), ("Dmitri", "8830", "D4")]
+CHAINS = " ".join(p for n, num, room in PEOPLE for p in (f"{n}'s locker is locker {num}.", FILLER[:1500], f"Locker {num} is in room {room}.", FILLER[:1500]))
+
+
+def _parse(argv):
+    p = argparse.ArgumentParser()
+    add_ask_arguments(p)
+    return p.parse_args(argv)
+
+
+@pytest.fixture
+def db(tmp_path):
+    path = tmp_path / "m.db"
+    mem = Memory(path, embedder=None)
+    mem.add(FACTS, source="facts.txt")
+    mem.close()
+    return str(path)
+
+
+def test_evidence_offsets_point_at_the_stored_text_and_hops_are_traced(tmp_path, capsys):
+    db = tmp_path / "chains.db"
+    mem = Memory(db, embedder=None)
+    mem.add(CHAINS, source="chains.txt")
+    mem.close()
+    assert ask_main(_parse(["Which room is Chiara's locker in?", "--store", str(db), "-k", "1", "--no-generate", "--json"])) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["answer"] is None and out["reader"] is None and out["strategy"] == "auto"
+    for e in out["evidence"]:
+        assert CHAINS[e["start"]:e["end"]] == e["text"] and e["source"] == "chains.txt"
+    start = next(e for e in out["evidence"] if "Chiara's locker" in e["text"])
+    room = next(e for e in out["evidence"] if "room C33" in e["text"])
+    assert start["hop"] == 0 and room["hop"] >= 1  # the room was reached by following the locker, not by the question
+    followed = [t for t in out["trace"] if t["hop"] == room["hop"]][0]["via"]
+    assert any("5521" in v for v in followed)
+    assert not any("room A7" in e["text"] for e in out["evidence"])
+
+
+def test_text_output_is_the_answer_then_evidence_then_the_trace(tmp_path, capsys, monkeypatch):
+    db = str(tmp_path / "chains.db")
+    mem = Memory(db, embedder=None)
+    mem.add(CHAINS, source="chains.txt")
+    mem.close()
+    monkeypatch.setattr(R, "load_reader", lambda spec: lambda prompt: "Room C33." if "room C33" in prompt else "?")
+    assert ask_main(_parse(["Which room is Chiara's locker in?", "--store", db, "-k", "1"])) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "Room C33."
+    assert out[2].startswith("evidence (") and "reader base (embedded SmolLM2-135M-Instruct)" in out[2]
+    assert any(line.startswith("  [chains.txt @ ") and "room C33" in line for line in out)
+    assert "trace:" in out and any(line.startswith("  hop 0 via the question") for line in out)
+    assert any(line.startswith("  hop 1 via") and "5521" in line for line in out)
+    assert ask_main(_parse(["Which room is Chiara's locker in?", "--store", db, "-k", "1", "--no-evidence"])) == 0
+    assert capsys.readouterr().out == "Room C33.\n"
+
+
+def test_the_reader_comes_from_the_flag_then_the_environment(monkeypatch, tmp_path):
+    monkeypatch.delenv("LONGRECALL_READER", raising=False)
+    assert R.reader_spec(None) == "base"
+    monkeypatch.setenv("LONGRECALL_READER", str(tmp_path))
+    assert R.reader_spec(None) == str(tmp_path) and R.reader_spec("base") == "base"
+
+
+def test_an_adapter_reader_loads_on_its_recorded_base(monkeypatch, tmp_path):
+    ad = tmp_path / "adapter"
+    ad.mkdir()
+    (ad / "adapter_config.json").write_text("{}")
+    (ad / "longrecall_adapter.json").write_text(json.dumps({"base_model": "some/base"}))
+    calls = []
+    monkeypatch.setattr("longrecall.memory.api.default_generator", lambda *a, **k: calls.append((a, k)) or fake_model)
+    assert R.load_reader(str(ad)) is fake_model
+    assert calls == [(("some/base", 64), {"adapter": str(ad)})]
+    assert R.describe(str(ad)) == f"adapter {ad}"
+
+
+def test_a_reader_that_is_neither_is_one_line(db, tmp_path):
+    with pytest.raises(UserError, match="--reader .*not 'base', an adapter folder"):
+        ask_main(_parse(["Which room is Alice's locker in?", "--store", db, "--reader", str(tmp_path / "nothing")]))
