@@ -42,7 +42,7 @@ def test_the_shipped_config_loads_and_validates():
     assert set(cfg.samples) == set(cfg.lengths) and cfg.phrasing == "heldout"
 
 
-@pytest.mark.parametrize("name", ["configs/eval/scorecard.yaml", "configs/eval/scorecard-cpu.yaml"])
+@pytest.mark.parametrize("name", ["configs/eval/scorecard.yaml", "configs/eval/scorecard-cpu.yaml", "configs/eval/scorecard-cpu-small.yaml"])
 def test_every_row_of_the_shipped_configs_makes_samples(name, tok):
     from longrecall.niah import generate_sample
 
@@ -150,3 +150,27 @@ def test_compare_pairs_the_same_samples(tmp_path, tok):
     assert list(lines)[-1] == (SC.ALL_ROWS, "all")
     summary = SC.summarize(b, cfg)
     assert summary["table"]["single"]["all"]["n"] == 8 and summary["table"]["single"]["all"]["mean"] == 100.0
+
+
+def test_a_rerun_with_another_seed_is_compared_unpaired_and_agreement_is_read_off_the_interval(tmp_path, tok, capsys):
+    import argparse
+
+    cfg = _cfg(samples={512: 8, 1024: 2, 4096: 1})
+    SC.run_scorecard(cfg, tmp_path / "s1", backend=Scripted(right_every=2), tokenizer=tok, progress=False)
+    other = _cfg(samples={512: 8, 1024: 2, 4096: 1}, seed=2000)
+    SC.run_scorecard(other, tmp_path / "s2", backend=Scripted(right_every=2), tokenizer=tok, progress=False)
+    SC.run_scorecard(other, tmp_path / "never", backend=Scripted(right_every=10**9), tokenizer=tok, progress=False)
+
+    def lines(b):
+        args = argparse.Namespace(compare=[str(tmp_path / "s1"), str(tmp_path / b)])
+        assert SC.compare_main(args, tmp_path / f"cmp-{b}") == 0
+        got = json.loads((tmp_path / f"cmp-{b}" / "compare.json").read_text())
+        assert got["mode"] == "unpaired"
+        return {(x["row"], x["length"]): x for x in got["lines"]}
+
+    same = lines("s2")  # the same model (half right) on other samples: every pooled row agrees
+    assert all(x["agree"] and x["lo"] <= 0 <= x["hi"] for (r, L), x in same.items() if L == "all")
+    assert same[("single", "all")]["n_a"] == 10 and same[("single", "all")]["n_b"] == 10
+    worse = lines("never")  # a model that never answers: the rows disagree
+    assert not worse[("single", "all")]["agree"] and worse[("single", "all")]["hi"] < 0
+    assert "agree where the interval includes 0" in capsys.readouterr().out

@@ -56,6 +56,19 @@ def paired(a: Mapping[str, float], b: Mapping[str, float], resamples: int = 2000
             "significant": lo > 0 or hi < 0}
 
 
+def unpaired(a: Sequence[float], b: Sequence[float], resamples: int = 2000, seed: int = 0) -> dict | None:
+    """B − A in points for two independent sets of samples (e.g. the same config run with another seed): the
+    difference of means and its seeded 95% two-sample bootstrap interval; they agree when it includes 0."""
+    if not a or not b:
+        return None
+    rng = random.Random(seed)
+    na, nb = len(a), len(b)
+    draws = sorted(100.0 * (sum(b[rng.randrange(nb)] for _ in range(nb)) / nb - sum(a[rng.randrange(na)] for _ in range(na)) / na)
+                   for _ in range(resamples))
+    lo, hi = draws[int(0.025 * resamples)], draws[int(0.975 * resamples) - 1]
+    return {"n_a": na, "n_b": nb, "mean": 100.0 * (sum(b) / nb - sum(a) / na), "lo": lo, "hi": hi, "agree": lo <= 0 <= hi}
+
+
 Cells = Mapping[str, Mapping[int, Sequence[float]]]  # {family: {length: [scores]}}
 
 
