@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import UserError
-from ..models import cache_dir, resolve
+from ..models import cache_dir, resolve, resolve_dtype
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -139,7 +139,7 @@ def start_server(
     log_path.parent.mkdir(parents=True, exist_ok=True)
     log = open(log_path, "w", encoding="utf-8")
     proc = subprocess.Popen(
-        server_command(model_dir, host, port, dtype), stdout=log, stderr=subprocess.STDOUT,
+        server_command(model_dir, host, port, resolve_dtype(dtype)), stdout=log, stderr=subprocess.STDOUT,
         env=server_env(threads), start_new_session=True,
     )
     handle = ServerHandle(proc, f"http://{host}:{port}/v1", model_dir, log_path, log)
@@ -172,7 +172,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, default=8000, help="port on 127.0.0.1 (0: pick a free one)")
     parser.add_argument("--host", default="127.0.0.1", help="listen address (keep 127.0.0.1 unless you mean to expose it)")
     parser.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", "1")), help="torch threads")
-    parser.add_argument("--dtype", default="auto", help="auto | float32 | bfloat16")
+    parser.add_argument("--dtype", default="auto", help="auto (bfloat16 where bf16 is native, else float32) | float32 | bfloat16")
     parser.add_argument("--log", default=None, help="server log file (default: the longrecall cache)")
 
 
