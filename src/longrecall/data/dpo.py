@@ -15,6 +15,7 @@ from dataclasses import replace
 
 from ..niah import needles as N
 from ..niah.generate import Sample
+from ..niah.lexicon import DISTRICTS
 from ..niah.scoring import candidates, normalize, score
 from . import common as C
 from .common import apply_config  # noqa: F401 - the CLI calls <module>.apply_config for --config
@@ -64,7 +65,15 @@ def rejected_views(s: Sample, view: View, rng: random.Random) -> dict[str, View]
     kind = s.value_kind
     dis = sorted({n["value"] for n in s.needles if n["role"] == "distractor" and normalize(n["value"]) not in answers})
     out: dict[str, View] = {}
-    if view.shape == "one":
+    if view.shape == "answer":  # story families: another place, record value or district of the text
+        if dis:
+            out["distractor"] = replace(view, values=[rng.choice(dis)])
+        if s.task == "narrative":  # where the object was picked up: the fact before it was carried away
+            out["stale"] = replace(view, values=[min((n for n in s.needles if n["role"] == "target"), key=lambda n: n["token_offset"])["value"]])
+        v = near_miss(view.values[0], kind, rng, avoid)
+        if v:
+            out["near_miss"] = replace(view, values=[v])
+    elif view.shape == "one":
         # Values of the same shape elsewhere in the text (needle-dense haystacks) count as distractors too.
         near = sorted(c for c in candidates(s.context, kind) if normalize(c) not in answers)
         if dis or near:
@@ -90,7 +99,11 @@ def rejected_views(s: Sample, view: View, rng: random.Random) -> dict[str, View]
     elif view.shape == "path":
         if len(view.path) >= 3:  # the walk stops at the hop before the answer
             out["early_stop"] = replace(view, values=[view.raw[-2]], path=view.path[:-1], facts=view.facts[:-1], raw=view.raw[:-1])
-        others = [d for d in chain_views(s)[1] if normalize(d.values[0]) not in answers]
+        if s.task in ("chain", "vartrack"):
+            others = [d for d in chain_views(s)[1] if normalize(d.values[0]) not in answers]
+        else:  # a two-hop non-literal needle: another place's district
+            districts = set(DISTRICTS[0]) | set(DISTRICTS[1])
+            others = [replace(view, values=[d], path=view.path[:-1] + [d], raw=view.raw[:-1] + [d]) for d in dis if d in districts]
         if others:
             out["distractor"] = rng.choice(others)
     return out

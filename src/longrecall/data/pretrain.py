@@ -93,8 +93,14 @@ def generated_documents(mix: C.Mix, tok, seed: int, label: str) -> Iterator[Iter
 
     i = 0
     while True:
-        spec = C.draw_spec(mix, seed, i, "train", label)
-        yield iter([generate_sample(spec, tok).context])
+        for attempt in range(C._MAX_REDRAWS):  # a draw the length cannot hold (many needles, short document): redraw
+            try:
+                context = generate_sample(C.draw_spec(mix, seed, i, "train", label, attempt), tok).context
+                break
+            except UserError:
+                if attempt == C._MAX_REDRAWS - 1:
+                    raise
+        yield iter([context])
         i += 1
 
 

@@ -24,7 +24,7 @@ from .common import apply_config  # noqa: F401 - the CLI calls <module>.apply_co
 class View:
     """What an answer format needs; DPO builds rejected answers by changing a view and rendering the same format."""
 
-    shape: str  # one | values | pairs | path | vars
+    shape: str  # one | values | pairs | path | vars | answer
     values: list[str]  # the answer values (document order for lists, question order for pairs)
     name: str = ""  # the needle's name ("secret code"), when the family has one
     key: str = ""
@@ -73,6 +73,11 @@ FORMATS = {
         "sentence": lambda v: "For " + _and(
             [f"{v.keys[0]} the {v.name or 'answer'} is {v.values[0]}"] + [f"for {k} it is {x}" for k, x in zip(v.keys[1:], v.values[1:])]
         ) + ".",
+    },
+    "answer": {  # one answer with no needle name or key to state (the story families)
+        "bare": lambda v: v.values[0],
+        "short": lambda v: f"It is {v.values[0]}.",
+        "sentence": lambda v: f"The answer is {v.values[0]}.",
     },
     "path": {
         "bare": lambda v: v.values[0],
@@ -126,7 +131,27 @@ def chain_views(s: Sample) -> tuple[View, list[View]]:
     return walk(targets), [walk(g) for g in _groups(distractors, size) if len(g) == size]
 
 
+STORY_TASKS = ("nonliteral", "kvlines", "category", "narrative")
+
+
+def story_view(s: Sample) -> View:
+    """The newer families: a two-hop non-literal needle walks person -> place -> district; a category lists the
+    visited cities in document order; the others have one answer and no needle name to state."""
+    targets = sorted((n for n in s.needles if n["role"] == "target"), key=lambda n: n["token_offset"])
+    if s.metric == "chain":  # nonliteral, 2 hops: chain = [place, district]
+        place, district = s.chain
+        put = next(n for n in targets if n["value"] == place)
+        where = next(n for n in targets if n["value"] == district)
+        return View("path", [district], path=[put["key"], f"the {place}", district], facts=[put["text"], where["text"]],
+                    raw=[put["key"], place, district])
+    if s.task == "category":
+        return View("values", [n["value"] for n in targets])
+    return View("answer", list(s.answers), key=targets[0]["key"])
+
+
 def view_of(s: Sample) -> View:
+    if s.task in STORY_TASKS:
+        return story_view(s)
     targets = [n for n in s.needles if n["role"] == "target"]
     in_doc = sorted(targets, key=lambda n: n["token_offset"])
     if s.metric == "chain":
