@@ -18,10 +18,10 @@ from pathlib import Path
 
 import yaml
 
-from ..models import train_bf16
 from ..config import to_dict
 from ..errors import UserError
 from ..io import atomic_open
+from ..models import train_bf16
 from ..niah import FAMILIES, GenSpec, generate_samples, score
 from .atropos_consumer import AtroposConfig
 from .policy import HAVE_LORA_PLUS, LoraPlusConfig, adapter_record, build_policy, param_groups, save_policy, write_logs

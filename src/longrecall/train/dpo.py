@@ -15,10 +15,10 @@ from pathlib import Path
 
 import yaml
 
-from ..models import train_bf16
 from ..config import to_dict
 from ..errors import UserError
 from ..io import atomic_open, read_jsonl
+from ..models import train_bf16
 from .lora_plus import LoraPlusConfig, format_report, peft_config_for, trainable_report, write_adapter_info
 from .positions import METHODS
 from .recipe import add_arguments, config_from_args, lora_plus_adamw, write_logs

@@ -18,10 +18,10 @@ from pathlib import Path
 
 import yaml
 
-from ..models import train_bf16
 from ..config import parse_key_values, load_config, to_dict
 from ..errors import UserError
 from ..io import atomic_open, read_jsonl, write_jsonl
+from ..models import train_bf16
 from .lora_plus import LoraPlusConfig, apply_lora_plus, format_report, param_groups, trainable_report, write_adapter_info
 from .losses import IGNORE_INDEX, chunked_lm_loss
 from .positions import METHODS
