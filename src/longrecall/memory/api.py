@@ -33,7 +33,8 @@ from .store import MemoryStore, SQLiteStore
 
 PIECE_BYTES = 1 << 20  # files are read 1 MiB at a time: a 10M-token file never sits in memory whole
 Generator = Callable[[str], str]  # prompt -> answer text
-SYSTEM = "You answer questions using only the notes you are given. Answer briefly."
+SYSTEM = ("You answer questions using only the notes you are given. Answer briefly. If the notes do not hold the answer, "
+          "say that it is not in the notes.")
 MIN_COSINE = 0.2  # a dense hit below this cosine is unrelated text, not evidence (MiniLM: unrelated pairs score ~0-0.15)
 
 
@@ -212,13 +213,13 @@ def default_generator(model: str = "default", max_new_tokens: int = 64, adapter:
 
         lm = load_adapter(lm, adapter, model)
 
-    def generate(prompt: str) -> str:
+    def generate(prompt: str, cap: int | None = None) -> str:  # cap: this answer's token limit (default max_new_tokens)
         import torch
 
         msgs = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": prompt}]
         enc = tok.apply_chat_template(msgs, add_generation_prompt=True, return_tensors="pt", return_dict=True)
         with torch.no_grad():
-            out = lm.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tok.pad_token_id)
+            out = lm.generate(**enc, max_new_tokens=cap or max_new_tokens, do_sample=False, pad_token_id=tok.pad_token_id)
         return tok.decode(out[0, enc["input_ids"].shape[1] :], skip_special_tokens=True).strip()
 
     return generate

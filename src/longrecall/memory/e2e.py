@@ -1,0 +1,252 @@
+"""The memory end to end: held-out tasks planted far apart in a memory of N tokens, each asked through `Memory.ask`
+(the `longrecall memory ask` path: retrieval, prompt, reader), scored, and every miss accounted for.
+
+A *world* is one memory: a shared base text (procedural prose and the installed packages' docs, half each) with one
+task of each family planted in it, their needles spread over the whole text (a chain's links sit far apart), plus
+questions about things the memory does not hold (absent: the reader should say so). Tasks of one world never share
+a name, key or value, so every question has one right answer in that memory.
+
+Per question: the score (the environment's reward), whether the evidence held every target needle, and, for a miss,
+which hop was lost first and whether retrieval or reading lost it. Used by benchmarks/bench_memory_e2e.py.
+"""
+from __future__ import annotations
+
+import random
+import re
+import statistics
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+FAMILIES = ("single", "all_needles", "chain", "nonliteral")
+ABSENT_FAMILIES = ("single", "chain", "nonliteral")  # "every X" asks about a kind that is always somewhere
+# A reader that says the notes do not hold the answer (or retrieval that finds nothing) abstained.
+ABSTAIN = re.compile(
+    r"\b(not (in|mentioned|stated|given|found|specified|provided|listed|included)|no (information|mention|record)|"
+    r"do(es)? ?n[o']t (say|mention|contain|specify|state|know)|cannot (find|determine|answer|say)|"
+    r"can't (find|determine|answer|say)|unknown|not sure|none)\b", re.IGNORECASE)
+
+
+@dataclass
+class Item:
+    """One question of a world: the scoring dict (as niah.scoring reads it) and its target needles in hop order."""
+
+    family: str
+    sample: dict
+    targets: list[str]
+    planted: bool = True
+
+
+@dataclass
+class World:
+    text: str
+    items: list[Item] = field(default_factory=list)
+
+
+def _spec(family: str, i: int, seed: int, rng: random.Random, planted: bool = True):
+    from ..niah import GenSpec
+
+    kw: dict = {} if planted else {"n_distractors": 0}  # an absent question needs only its own names
+    if family == "all_needles":
+        kw["n_needles"] = (8, 16, 32, 64)[i % 4]
+        kw["needle_kind"] = "number"
+    elif family == "chain":
+        kw["hops"] = (2, 3, 4)[i % 3]
+    elif family == "nonliteral":
+        kw["hops"] = 1
+    elif family == "single":
+        kw["needle_kind"] = ("number", "word", "uuid")[i % 3]
+    return GenSpec(task=family, length=65536, depth=rng.random(), haystack="prose", phrasing="heldout", seed=seed, **kw)
+
+
+def _identity(task) -> set[str]:
+    from ..niah.scoring import normalize
+
+    return {normalize(x) for n in task.needles for x in (n.key, n.value)} - {""}
+
+
+@dataclass
+class Taken:
+    """What a world already holds: names, keys and values, the kinds asked with "every X", and the needle texts."""
+
+    idents: set[str] = field(default_factory=set)
+    kinds: set[str] = field(default_factory=set)
+    texts: list[str] = field(default_factory=list)
+
+    def clashes(self, task, kinds: set[str]) -> bool:
+        texts = [n.text.lower() for n in task.needles]
+        return bool(_identity(task) & self.idents) or any(k in t for k in self.kinds for t in texts) or any(
+            k in t for k in kinds for t in self.texts)
+
+    def add(self, task, kinds: set[str]) -> None:
+        self.idents |= _identity(task)
+        self.kinds |= kinds
+        self.texts += [n.text.lower() for n in task.needles]
+
+
+def _kinds(family: str, task) -> set[str]:
+    """An every-X question's X (e.g. "vault combination"): no other needle of its world may name it."""
+    from ..niah import needles as N
+
+    if family != "all_needles":
+        return set()
+    q = task.question.lower()
+    names = {x.lower() for pair in N.NAMES.values() for pool in pair for x in pool}
+    return {x for x in names if x in q or N.plural(x).lower() in q}
+
+
+def make_item(family: str, i: int, seed: int, taken: Taken, planted: bool = True, tries: int = 50) -> Item:
+    """Task i of a family that clashes with nothing the world holds (which it then joins)."""
+    from ..niah.families import get_family
+
+    for t in range(tries):
+        rng = random.Random(f"memory-e2e-{family}-{seed}-{i}-{t}")
+        spec = _spec(family, i, seed * 1000 + i, rng, planted)
+        task = get_family(family).build(spec, rng)
+        kinds = _kinds(family, task)
+        if taken.clashes(task, kinds):
+            continue
+        taken.add(task, kinds)
+        sample = {"task": family, "question": task.question, "answers": list(task.answers), "metric": task.metric,
+                  "chain": list(task.chain), "value_kind": task.value_kind, "answer_budget": task.answer_budget,
+                  "needles": [{"text": n.text, "key": n.key, "value": n.value, "role": n.role, "depth": n.depth}
+                              for n in task.needles]}
+        return Item(family, sample, [n.text for n in task.needles if n.role == "target"], planted)
+    raise RuntimeError(f"no {family} task without a clash after {tries} draws")  # the name pools are far larger
+
+
+def base_text(n_chars: int, seed: int) -> str:
+    """Procedural prose and the packages' docs (real text) in alternating ~200k-character pieces, n_chars in all."""
+    from ..niah.haystacks import package_docs_text, prose_text
+
+    docs = re.sub(r"\s+", " ", package_docs_text())
+    parts, size, i, pos = [], 0, 0, 0
+    while size < n_chars:
+        if i % 2 == 0 or len(docs) < 1000:
+            p = prose_text(1500, seed * 100_003 + i)
+        else:
+            p, pos = (docs + " " + docs)[pos:pos + 200_000], (pos + 200_000) % len(docs)
+        parts.append(p)
+        size += len(p) + 1
+        i += 1
+    return " ".join(parts)[:n_chars]
+
+
+def plant(text: str, items: list[Item]) -> str:
+    """Each planted item's needles at the sentence boundary at or after depth x len(text), all in one splice."""
+    inserts = []
+    for it in items:
+        if not it.planted:
+            continue
+        for n in it.sample["needles"]:
+            pos = text.find(". ", int(n["depth"] * max(0, len(text) - 2)))
+            inserts.append((len(text) if pos < 0 else pos + 2, n["text"]))
+    out, last = [], 0
+    for pos, s in sorted(inserts, key=lambda x: x[0]):
+        out += [text[last:pos], s, " "]
+        last = pos
+    out.append(text[last:])
+    return "".join(out)
+
+
+def make_world(base: str, w: int, seed: int, families=FAMILIES, absent: int = 1) -> World:
+    """World w: one task of each family planted in `base`, and `absent` questions about things it does not hold."""
+    taken = Taken()
+    items = [make_item(f, w, seed, taken) for f in families]
+    fams = [f for f in ABSENT_FAMILIES if f in families] or list(families)
+    items += [make_item(fams[(w + j) % len(fams)], 10_000 + w * 10 + j, seed, taken, planted=False) for j in range(absent)]
+    return World(plant(base, items), items)
+
+
+def _norm(s: str) -> str:
+    return re.sub(r"\s+", " ", s).strip().lower()
+
+
+def account(item: Item, context: str, answer: str | None, score: float) -> dict:
+    """Evidence recall, and for a miss the first lost hop and who lost it (retrieval: not in the evidence)."""
+    ctx = _norm(context)
+    held = [_norm(t) in ctx for t in item.targets]
+    lost_hop = next((j for j, h in enumerate(held) if not h), None)
+    if score >= 0.999:
+        by = None
+    else:
+        by = "retrieval" if lost_hop is not None else "reading"
+    return {"evidence_recall": sum(held) / max(1, len(held)), "evidence_complete": all(held),
+            "lost_hop": lost_hop, "lost_by": by}
+
+
+def abstained(answer: str | None) -> bool:
+    return answer is None or not answer.strip() or bool(ABSTAIN.search(answer))
+
+
+def ask_item(mem, item: Item, strategy: str, generate: bool, k: int = 6, budget_chars: int = 6000) -> dict:
+    """One question through Memory.ask, timed; nothing found counts as an abstention."""
+    from ..errors import NotFound
+    from ..niah.scoring import score
+
+    t0 = time.perf_counter()
+    try:
+        res = mem.ask(item.sample["question"], k=k, generate=generate, budget_chars=budget_chars, strategy=strategy)
+        context, answer = res.context, res.answer
+    except NotFound:
+        context, answer = "", None
+    latency = time.perf_counter() - t0
+    row = {"family": item.family, "planted": item.planted, "question": item.sample["question"],
+           "answers": item.sample["answers"], "answer": answer, "latency_s": round(latency, 3),
+           "hops": len(item.targets)}
+    if not item.planted:
+        row["abstained"] = abstained(answer) if generate else None
+        return row
+    s = score(item.sample, answer or "") if generate else None
+    row["score"] = s
+    row.update(account(item, context, answer, s if s is not None else 0.0))
+    if not generate:
+        row["lost_by"] = "retrieval" if not row["evidence_complete"] else None
+    return row
+
+
+def summarize(rows: list[dict], seed: int = 0) -> dict:
+    """Per family: score with its 95% interval, evidence recall, misses by hop and cause, latency p50/p95."""
+    from ..eval import stats
+
+    out: dict = {}
+    for fam in dict.fromkeys(r["family"] for r in rows if r["planted"]):
+        rs = [r for r in rows if r["planted"] and r["family"] == fam]
+        scores = [r["score"] for r in rs if r.get("score") is not None]
+        lost: dict = {}
+        for r in rs:
+            if r["lost_by"]:
+                key = f"{r['lost_by']}@hop{r['lost_hop'] + 1}" if r["lost_by"] == "retrieval" else "reading"
+                lost[key] = lost.get(key, 0) + 1
+        out[fam] = {"n": len(rs), "score": stats.summarize(scores, seed=seed) if scores else None,
+                    "evidence_complete": stats.summarize([float(r["evidence_complete"]) for r in rs], seed=seed),
+                    "evidence_recall": statistics.fmean(r["evidence_recall"] for r in rs), "lost": lost,
+                    "latency_p50": _pct([r["latency_s"] for r in rs], 50), "latency_p95": _pct([r["latency_s"] for r in rs], 95)}
+    absent = [r for r in rows if not r["planted"] and r.get("abstained") is not None]
+    if absent:
+        out["absent"] = {"n": len(absent), "false_answer": stats.summarize([float(not r["abstained"]) for r in absent], seed=seed),
+                         "latency_p50": _pct([r["latency_s"] for r in absent], 50)}
+    allr = [r["latency_s"] for r in rows]
+    out["all"] = {"n": len(rows), "latency_p50": _pct(allr, 50), "latency_p95": _pct(allr, 95)}
+    return out
+
+
+def _pct(xs: list[float], q: int) -> float | None:
+    if not xs:
+        return None
+    xs = sorted(xs)
+    return round(xs[min(len(xs) - 1, int(round(q / 100 * (len(xs) - 1))))], 3)
+
+
+def run_world(mem_factory: Callable, world: World, rows_spec: list[tuple[str, str, Callable | None]], k: int = 6,
+              budget_chars: int = 6000) -> dict[str, list[dict]]:
+    """Ingest the world into a fresh memory, then ask every item once per (row name, strategy, generator)."""
+    out: dict[str, list[dict]] = {}
+    mem = mem_factory(world)
+    try:
+        for name, strategy, gen in rows_spec:
+            mem._generator = gen
+            out[name] = [ask_item(mem, it, strategy, gen is not None, k, budget_chars) for it in world.items]
+    finally:
+        mem.close()
+    return out
