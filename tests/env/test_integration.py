@@ -44,6 +44,18 @@ def test_evaluate_writes_metrics(real_server, tmp_path):
     assert len((ev / "samples.jsonl").read_text().splitlines()) == 2
 
 
+def test_evaluate_in_hybrid_mode_reads_retrieved_context(real_server, tmp_path):
+    ev = tmp_path / "ev"
+    r = run_env("evaluate", ["--env.lengths", "2048", "--env.tasks", "chain", "--env.context_mode", "hybrid",
+                             "--env.rag_budget", "160", "--env.eval_depths", "0.5", "--env.eval_samples", "1",
+                             "--env.answer_max_tokens", "12", "--env.data_dir_to_save_evals", str(ev)], real_server, tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    ev = ev / "step-000000"
+    assert "eval/hybrid/score" in json.loads((ev / "metrics.json").read_text())["results"]["all"]
+    (row,) = [json.loads(x) for x in (ev / "samples.jsonl").read_text().splitlines()]
+    assert row["task"] == "chain" and 0.0 <= row["score"] <= 1.0
+
+
 def test_sft_rollouts_through_atropos(real_server, tmp_path):
     from datasets import load_dataset
 

@@ -240,3 +240,37 @@ def test_grid_rows_and_build_group_shape(tok):
     assert rows == [{"task": "single", "haystack": "", "needle_kind": "", "length": 256, "n": 1, "score": 0.0},
                     {"task": "single", "haystack": "", "needle_kind": "", "length": 512, "n": 2, "score": 0.5},
                     {"task": "single", "haystack": "prose", "needle_kind": "", "length": 512, "n": 1, "score": 1.0}]
+
+
+@pytest.mark.parametrize("task,hops", [("single", None), ("chain", 3)])
+def test_rag_and_hybrid_modes_keep_the_needles_within_the_budget(tok, task, hops):
+    from longrecall.env.niah_env import with_context_mode
+
+    s = generate_sample(GenSpec(task=task, length=2048, haystack="prose", depth=0.4, hops=hops, seed=5), tok)
+    assert with_context_mode(s, tok, "full", 256) is s
+    targets = [n["text"] for n in s.needles if n["role"] == "target"]
+    for mode in ("rag", "hybrid"):
+        r = with_context_mode(s, tok, mode, 256)
+        assert len(tok(r.context, add_special_tokens=False)["input_ids"]) <= 256 < len(tok(s.context)["input_ids"])
+        assert (r.question, r.answers, r.id) == (s.question, s.answers, s.id)
+        if mode == "hybrid" or task == "single":  # plain top-k need not reach a chain's later hops; multi-hop must
+            assert all(t in r.context for t in targets), (mode, targets)
+
+
+def test_an_unknown_context_mode_is_one_line_naming_the_modes():
+    with pytest.raises(UserError, match="use full, rag, hybrid"):
+        NiahEnvConfig(context_mode="retrieval")
+
+
+def test_evaluate_in_rag_mode_sends_the_retrieved_context(make_env, tok, fake_server, tmp_path):
+    from longrecall.env.niah_env import with_context_mode
+
+    env = make_env(lengths=[1024], eval_depths=[0.5], eval_samples=1, context_mode="rag", rag_budget=128,
+                   data_dir_to_save_evals=str(tmp_path / "ev"))
+    (full,) = generate_samples(eval_specs(env.config), tok, progress=False)
+    shown = with_context_mode(full, tok, "rag", 128)
+    env.server = fake_server({shown.messages()[-1]["content"]: [full.answers[0]]})
+    metrics = asyncio.run(env.evaluate())
+    assert metrics == {"eval/rag/score": 1.0, "eval/rag/n": 1}
+    sent = env.server.calls[0]["messages"][-1]["content"]
+    assert shown.context in sent and full.context not in sent

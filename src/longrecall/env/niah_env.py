@@ -7,6 +7,7 @@ rewards from `niah.score`. The class is glue; curriculum, tokenization and the e
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import random
@@ -28,6 +29,9 @@ from ..niah import FAMILIES, GenSpec, Sample, generate_sample, generate_samples,
 
 logger = logging.getLogger(__name__)
 CURRICULA = ("uniform", "length_ramp")
+# full: the whole haystack; rag: the question with plain top-k retrieved sentences of that haystack; hybrid: what the
+# question's own strategy retrieves (multi-hop for chains, find-all for every-X questions). Both within rag_budget.
+CONTEXT_MODES = {"full": None, "rag": "topk", "hybrid": "auto"}
 # `| str` keeps the library's CLI from declaring nargs="+": it forwards one raw string ("512,1024"), split below.
 StrList = list[str] | str
 IntList = list[int] | str
@@ -60,6 +64,10 @@ class NiahEnvConfig(BaseEnvConfig):
     )
     ramp_threshold: float = Field(default=0.6, description="length_ramp: mean group reward that unlocks the next length")
     ramp_window: int = Field(default=8, description="length_ramp: groups averaged before deciding")
+    context_mode: str = Field(
+        default="full", description="full (the whole haystack) | rag (plain top-k retrieved sentences of it) | hybrid "
+        "(multi-hop / find-all retrieval chosen by the question); rag and hybrid keep rag_budget tokens of context")
+    rag_budget: int = Field(default=1024, description="rag / hybrid: tokens of retrieved context in the prompt")
     answer_max_tokens: Optional[int] = Field(default=None, description="max new tokens per answer (None: the sample's budget)")
     temperature: float = Field(default=1.0, description="sampling temperature for training rollouts")
     top_p: float = Field(default=1.0, description="nucleus sampling for training rollouts")
@@ -113,6 +121,13 @@ class NiahEnvConfig(BaseEnvConfig):
                 raise UserError(f"unknown task family '{t}': use one of {', '.join(FAMILIES)}")
         return v
 
+    @field_validator("context_mode")
+    @classmethod
+    def _context_mode(cls, v: str) -> str:
+        if v not in CONTEXT_MODES:
+            raise UserError(f"unknown context mode '{v}': use {', '.join(CONTEXT_MODES)}")
+        return v
+
     @field_validator("curriculum")
     @classmethod
     def _curriculum(cls, v: str) -> str:
@@ -132,6 +147,18 @@ def draw_spec(cfg: NiahEnvConfig, index: int, level: int = -1) -> GenSpec:
         needle_kind=rng.choice(cfg.needle_kinds), seed=cfg.seed * 1_000_003 + index, phrasing=cfg.phrasing,
         corpus=cfg.corpus if haystack == "user" else None, answer_prefix=cfg.answer_prefix,
     )
+
+
+def with_context_mode(sample: Sample, tokenizer, mode: str, budget: int) -> Sample:
+    """The sample as the mode shows it: the whole haystack, or the part retrieval finds in it (same question, same
+    answers, same reward)."""
+    method = CONTEXT_MODES[mode]
+    if method is None:
+        return sample
+    from ..rag.multihop import rag_answer_context
+
+    ctx = rag_answer_context(sample.to_dict(), tokenizer, method=method, budget=budget, fill=True)
+    return dataclasses.replace(sample, context=ctx)
 
 
 def eval_specs(cfg: NiahEnvConfig) -> list[GenSpec]:
@@ -311,7 +338,8 @@ class NiahEnv(BaseEnv):
         level = self.ramp.level if self.config.curriculum == "length_ramp" else -1
         spec = draw_spec(self.config, self.index, level)
         self.index += 1
-        return generate_sample(spec, self.tokenizer)
+        sample = generate_sample(spec, self.tokenizer)
+        return with_context_mode(sample, self.tokenizer, self.config.context_mode, self.config.rag_budget)
 
     def sampling_kwargs(self, temperature: float, max_tokens: int) -> dict:
         kw = {"max_tokens": max_tokens, "temperature": temperature}
@@ -368,7 +396,8 @@ class NiahEnv(BaseEnv):
         No wandb_log here: it would clear the training rollouts gathered for the step's table (evaluate runs as a task
         in the middle of a step). The library's own envs append to self.eval_metrics and log them with the step."""
         start = time.time()
-        samples = generate_samples(eval_specs(self.config), self.tokenizer, progress=False)
+        samples = [with_context_mode(s, self.tokenizer, self.config.context_mode, self.config.rag_budget)
+                   for s in generate_samples(eval_specs(self.config), self.tokenizer, progress=False)]
         gate = asyncio.Semaphore(max(1, self.config.max_eval_workers))
 
         async def answer(s: Sample) -> dict:
@@ -386,11 +415,14 @@ class NiahEnv(BaseEnv):
                              "start the model server (`longrecall serve`) or fix --openai.base_url") from None
         rows = grid_rows(records)
         metrics = {"eval/score": statistics.fmean(r["score"] for r in records) if records else 0.0, "eval/n": len(records)}
+        if self.config.context_mode != "full":
+            metrics = {f"eval/{self.config.context_mode}/{k[5:]}": v for k, v in metrics.items()}
         base = self.config.data_dir_to_save_evals or "data/niah_eval"
         out_dir = new_eval_dir(Path(base), int(self.curr_step))
         write_json(out_dir / "grid.json", rows)
         params = {"temperature": self.config.eval_temperature, "max_new_tokens": self.config.answer_max_tokens or "budget",
-                  "answer_prefix": self.config.answer_prefix}
+                  "answer_prefix": self.config.answer_prefix, "context_mode": self.config.context_mode,
+                  "rag_budget": self.config.rag_budget}
         self.config.data_dir_to_save_evals = str(out_dir)  # evaluate_log writes into data_dir_to_save_evals
         try:
             await self.evaluate_log(metrics=metrics, samples=records, start_time=start, end_time=time.time(),
