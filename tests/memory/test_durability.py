@@ -134,3 +134,78 @@ def test_two_processes_adding_at_once_lose_nothing(tmp_path):
             texts = [c.text for c in s.chunks(hits[0].doc_id)]
             assert " ".join(texts).count(f"doc{me}x{i}.") == 12  # every line of every document, in order
     s.close()
+
+
+HOLD_WRITE_LOCK = textwrap.dedent(
+    """
+    import os, sqlite3, sys, time
+    path, release = sys.argv[1], sys.argv[2]
+    db = sqlite3.connect(path, timeout=60, isolation_level=None)
+    db.execute("BEGIN IMMEDIATE")  # what `memory add` holds while it writes a batch
+    db.execute("INSERT INTO documents(source, added) VALUES ('half-written', 0)")
+    open(path + ".locked", "w").close()
+    deadline = time.monotonic() + 300  # a hang guard only
+    while not os.path.exists(release) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    db.execute("ROLLBACK")
+    print("released by the test" if os.path.exists(release) else "released by the hang guard")
+    """
+)
+
+
+def _wait_file(path: Path, proc: subprocess.Popen) -> None:
+    while not path.exists():
+        assert proc.poll() is None, proc.communicate()[1].decode()
+        time.sleep(0.02)
+
+
+def test_asks_do_not_wait_for_a_writer_holding_the_lock(tmp_path):
+    """Several `memory ask` processes while a writer holds the write lock mid-batch: they all answer while it is
+    still held (in WAL mode a reader never waits on the writer; opening a store takes no lock). Were any of them to
+    wait on the lock, it could only finish after the writer let go, which it does only once they all have."""
+    path, release = tmp_path / "m.db", tmp_path / "release"
+    s = SQLiteStore(path)
+    s.add_document("The sky is grey. Kofi keeps the violin in locker 4417. The tram is late.", source="notes")
+    s.close()
+    writer = _spawn(HOLD_WRITE_LOCK, str(path), str(release))
+    _wait_file(Path(f"{path}.locked"), writer)
+    env = {**os.environ, "PYTHONPATH": SRC, "OMP_NUM_THREADS": "1"}
+    asks = [subprocess.Popen([sys.executable, "-m", "longrecall", "memory", "ask", "Where does Kofi keep the violin?",
+                              "--no-generate", "--store", str(path)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            for _ in range(3)]
+    outs = [p.communicate(timeout=280) for p in asks]
+    release.touch()
+    held, err = writer.communicate(timeout=120)
+    for p, (out, e) in zip(asks, outs):
+        assert p.returncode == 0, e.decode()[-1000:]
+        assert "locker 4417" in out.decode()
+    assert held.decode().strip() == "released by the test", err.decode()
+    s = SQLiteStore(path)
+    assert [d["source"] for d in s.documents()] == ["notes"]  # the held batch was rolled back, nothing else changed
+    s.close()
+
+
+def test_asks_while_an_add_streams_never_fail(tmp_path):
+    """A real `memory add` of a growing stream and three askers in a loop: every ask answers from what is committed."""
+    path = tmp_path / "m.db"
+    writer = _spawn(ENDLESS_ADD, str(path))
+    deadline = time.monotonic() + 600  # a hang guard only
+    while _committed_chunks(path, 2) < 16:
+        assert writer.poll() is None and time.monotonic() < deadline, writer.communicate()[1].decode()
+        time.sleep(0.05)
+    env = {**os.environ, "PYTHONPATH": SRC, "OMP_NUM_THREADS": "1"}
+    loop = ("import sys\nfrom longrecall.memory.api import Memory, open_store\n"
+            "for i in range(5):\n"
+            "    m = Memory(store=open_store(sys.argv[1], create=False), embedder=None)\n"
+            "    a = m.ask('Where is the zeppelin hangar?', generate=False)\n"
+            "    assert 'zeppelin hangar' in a.context, a.context\n"
+            "    m.close()\n")
+    askers = [subprocess.Popen([sys.executable, "-c", loop, str(path)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+              for _ in range(3)]
+    results = [p.communicate(timeout=600) for p in askers]
+    growing = writer.poll() is None
+    writer.send_signal(signal.SIGKILL)
+    writer.wait()
+    for p, (_, e) in zip(askers, results):
+        assert p.returncode == 0, e.decode()[-1000:]
+    assert growing  # the add was still writing the whole time

@@ -173,17 +173,20 @@ class SQLiteStore:
         try:
             self.db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
             self.db.execute("PRAGMA busy_timeout=60000")
-            self.db.execute("PRAGMA journal_mode=WAL")
+            if self.db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: a killed process loses nothing committed
-            with self._tx():
-                for stmt in filter(str.strip, _SCHEMA.split(";\n")):
-                    self.db.execute(stmt)
-                row = self.db.execute("SELECT max(version) FROM schema_version").fetchone()
-                if row[0] is None:
-                    self.db.execute("INSERT INTO schema_version VALUES (?)", (SCHEMA_VERSION,))
-                cols = {r[1] for r in self.db.execute("PRAGMA table_info(documents)")}
-                if "sha256" not in cols:  # stores made before documents were known by their hash (additive, same schema)
-                    self.db.execute("ALTER TABLE documents ADD COLUMN sha256 TEXT")
+            row = self._ready_schema()
+            if row is None:  # a new (or older) store: only then take the write lock, which a running add may hold
+                with self._tx():
+                    for stmt in filter(str.strip, _SCHEMA.split(";\n")):
+                        self.db.execute(stmt)
+                    row = self.db.execute("SELECT max(version) FROM schema_version").fetchone()
+                    if row[0] is None:
+                        self.db.execute("INSERT INTO schema_version VALUES (?)", (SCHEMA_VERSION,))
+                    cols = {r[1] for r in self.db.execute("PRAGMA table_info(documents)")}
+                    if "sha256" not in cols:  # stores made before documents were known by their hash (additive)
+                        self.db.execute("ALTER TABLE documents ADD COLUMN sha256 TEXT")
         except sqlite3.DatabaseError as e:
             with contextlib.suppress(Exception):
                 self.db.close()  # and take no -wal/-shm files with us
@@ -198,6 +201,18 @@ class SQLiteStore:
                 f"{self.path} was written by a newer longrecall (schema {version}, this one reads {SCHEMA_VERSION}): "
                 "upgrade longrecall (pip install -U longrecall) or pass another --store"
             )
+
+    def _ready_schema(self):
+        """The schema_version row when the store is complete and current (a read: no lock is taken), else None.
+        Opening a store to ask never waits for a writer: in WAL mode readers and the one writer do not block."""
+        try:
+            row = self.db.execute("SELECT max(version) FROM schema_version").fetchone()
+            cols = {r[1] for r in self.db.execute("PRAGMA table_info(documents)")}
+            names = {r[0] for r in self.db.execute("SELECT name FROM sqlite_master")}
+        except sqlite3.OperationalError:  # no tables yet
+            return None
+        whole = set(re.findall(r"CREATE (?:VIRTUAL )?(?:TABLE|TRIGGER|INDEX) IF NOT EXISTS (\w+)", _SCHEMA)) <= names
+        return row if row[0] is not None and row[0] >= SCHEMA_VERSION and "sha256" in cols and whole else None
 
     @contextlib.contextmanager
     def _tx(self):
