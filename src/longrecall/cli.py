@@ -41,6 +41,8 @@ COMMANDS = [
     (("memory", "ask"), "longrecall.memory.api", "add_ask_arguments", "ask_main", "ask the long-term memory"),
     (("memory", "list"), "longrecall.memory.api", "add_list_arguments", "list_main", "list the memory's documents (complete or interrupted)"),
     (("memory", "forget"), "longrecall.memory.api", "add_forget_arguments", "forget_main", "remove documents from the memory"),
+    (("memory", "bench"), "longrecall.memory.bench", "add_arguments", "main",
+     "answers of the memory at 1M-10M tokens per family, misses by hop and cause, latency, false answers"),
     (("report",), "longrecall.run_report", "add_arguments", "main", "the pipeline's report for a run folder"),
     (("run",), "longrecall.pipeline", "add_arguments", "main", "the whole pipeline for a preset (demo, cpu, gpu, rl-cpu)"),
 ]

@@ -123,3 +123,15 @@ def test_benchmark_runs_retrieval_rows_and_resumes(tmp_path):
     assert "| retrieval:auto | 0.02M | chain |" in (tmp_path / "README.md").read_text()
     subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=600)
     assert len((tmp_path / "results.jsonl").read_text().splitlines()) == len(lines)  # resumed: nothing asked twice
+
+
+@pytest.mark.parametrize("args,fix", [
+    (["--sizes", "1M:5"], "TOKENS:WORLDS"),
+    (["--rows", "gpt:auto"], "reader base, tuned or retrieval"),
+    (["--rows", "tuned:auto"], "pass --tuned"),
+])
+def test_bench_bad_input_is_one_line_naming_the_fix(tmp_path, args, fix):
+    r = subprocess.run([sys.executable, "-m", "longrecall", "memory", "bench", *args, "--output-dir", str(tmp_path)],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and fix in r.stderr and "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1

@@ -1,0 +1,162 @@
+"""`longrecall memory bench`: what `longrecall memory ask` answers at 1M-10M tokens, per family, every miss explained.
+
+    longrecall memory bench --sizes 1000000:50,10000000:10 --rows base:topk:10,tuned:topk:10,tuned:auto \\
+        --tuned runs/cpu/train/adapter --output-dir runs/memory-e2e        (also benchmarks/bench_memory_e2e.py)
+
+Each world is one memory of the given size (procedural prose and the installed packages' docs, half each) holding
+one held-out task per family (single needle, all needles of a kind (8-64), a 2-4 hop chain, a non-literal needle)
+planted far apart, and one question about something it does not hold. Every question goes through Memory.ask, the
+code path of `memory ask` (retrieval by strategy, the prompt, the reader). A row is READER:STRATEGY[:WORLDS]
+(reader: base, tuned or retrieval, the last asking without a reader to measure retrieval alone; WORLDS caps how
+many of the size's worlds that row reads). Results append to results.jsonl per world and row: a rerun resumes.
+Writes summary.json and README.md (per family x size: score with 95% interval, evidence recall, misses by hop and
+by cause, latency p50/p95; the false-answer rate on absent questions).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+from ..errors import UserError
+from ..io import append_jsonl, atomic_open, write_json
+from . import e2e
+from .api import Memory
+
+
+def parse_sizes(text: str) -> list[tuple[int, int]]:
+    return [(int(float(a)), int(b)) for a, b in (x.split(":") for x in text.split(","))]
+
+
+def parse_rows(text: str) -> list[tuple[str, str, int | None]]:
+    out = []
+    for x in text.split(","):
+        parts = x.split(":")
+        out.append((parts[0], parts[1], int(parts[2]) if len(parts) > 2 else None))
+    return out
+
+
+def chars_per_token(sample: str) -> float:
+    from ..models import load_tokenizer
+
+    return len(sample) / len(load_tokenizer("default")(sample, add_special_tokens=False)["input_ids"])
+
+
+def table(summary: dict, sizes: list[int]) -> list[str]:
+    lines = ["| row | size | family | n | score (95% CI) | evidence complete (95% CI) | misses: where and who | p50 / p95 s |",
+             "|---|---|---|---|---|---|---|---|"]
+    for key, fams in summary.items():
+        row, size = key.rsplit("@", 1)
+        for fam, s in fams.items():
+            if fam in ("all", "absent"):
+                continue
+            sc = s["score"]
+            score = "n/a" if sc is None else f"{sc['mean']:.0f} [{sc['lo']:.0f}, {sc['hi']:.0f}]"
+            ev = s["evidence_complete"]
+            lost = ", ".join(f"{k} {v}" for k, v in sorted(s["lost"].items())) or "none"
+            lines.append(f"| {row} | {int(size) / 1e6:g}M | {fam} | {s['n']} | {score} | {ev['mean']:.0f} [{ev['lo']:.0f}, {ev['hi']:.0f}] "
+                         f"| {lost} | {s['latency_p50']} / {s['latency_p95']} |")
+    return lines
+
+
+def absent_lines(summary: dict) -> list[str]:
+    out = ["| row | size | absent questions | false answers (95% CI) |", "|---|---|---|---|"]
+    for key, fams in summary.items():
+        if "absent" in fams:
+            row, size = key.rsplit("@", 1)
+            f = fams["absent"]["false_answer"]
+            out.append(f"| {row} | {int(size) / 1e6:g}M | {fams['absent']['n']} | {f['mean']:.0f}% [{f['lo']:.0f}, {f['hi']:.0f}] |")
+    return out
+
+
+def add_arguments(ap: argparse.ArgumentParser) -> None:
+    ap.add_argument("--sizes", default="1000000:50,10000000:10", help="TOKENS:WORLDS,... (one question per family a world)")
+    ap.add_argument("--rows", default="retrieval:auto,retrieval:topk,base:topk:10,tuned:topk:10,tuned:auto")
+    ap.add_argument("--tuned", default=None, help="the tuned reader: an adapter or model folder (rows named tuned)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--max-new-tokens", type=int, default=384,
+                    help="the reader's answer cap; each answer also stops at its family's budget (64 numbers need ~350)")
+    ap.add_argument("--output-dir", required=True)
+    ap.add_argument("--work-dir", default=None, help="where the stores go (default: a temp dir, deleted)")
+
+
+def main(args) -> int:
+    out = Path(args.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        rows, sizes_ = parse_rows(args.rows), parse_sizes(args.sizes)
+    except (ValueError, IndexError):
+        raise UserError(f"--sizes {args.sizes!r} / --rows {args.rows!r}: write sizes as TOKENS:WORLDS,... and rows as "
+                        "READER:STRATEGY[:WORLDS],... (e.g. --sizes 1000000:50 --rows tuned:auto,base:topk:10)") from None
+    bad = [f"{n}:{s}" for n, s, _ in rows if n not in ("base", "tuned", "retrieval") or s not in ("auto", "topk", "multihop", "findall")]
+    if bad:
+        raise UserError(f"--rows {', '.join(bad)}: a row is READER:STRATEGY with reader base, tuned or retrieval and "
+                        "strategy auto, topk, multihop or findall")
+    if any(r == "tuned" for r, _, _ in rows) and not args.tuned:
+        raise UserError("rows name the tuned reader: pass --tuned ADAPTER_OR_MODEL_FOLDER")
+    from tqdm.auto import tqdm
+
+    from .reader import load_reader
+
+    readers: dict = {}
+
+    def reader(name: str):
+        if name == "retrieval":
+            return None
+        if name not in readers:
+            readers[name] = load_reader("base" if name == "base" else args.tuned, max_new_tokens=args.max_new_tokens)
+        return readers[name]
+
+    results = out / "results.jsonl"
+    done = set()
+    if results.exists():
+        done = {(r["size"], r["world"], r["row"]) for r in map(json.loads, results.read_text().splitlines()) if r.get("world") is not None}
+    tmp = tempfile.TemporaryDirectory(prefix="memory-e2e-") if args.work_dir is None else None
+    work = Path(args.work_dir or tmp.name)
+    work.mkdir(parents=True, exist_ok=True)
+    cpt = chars_per_token(e2e.base_text(40_000, args.seed))
+    for size, worlds in sizes_:
+        base = None
+        for w in tqdm(range(worlds), desc=f"{size / 1e6:g}M", unit="world"):
+            todo = [(n, s, c) for n, s, c in rows if (c is None or w < c) and (size, w, f"{n}:{s}") not in done]
+            if not todo:
+                continue
+            if base is None:
+                base = e2e.base_text(int(size * cpt), args.seed + size)
+            world = e2e.make_world(base, w, args.seed + size)
+            db = work / f"{size}-{w}.db"
+            for f in work.glob(f"{size}-{w}.db*"):
+                f.unlink()
+            t0 = time.perf_counter()
+            mem = Memory(db, embedder=None)
+            mem.add_text(world.text, source=f"world-{w}")
+            ingest_s = time.perf_counter() - t0
+            try:
+                for name, strategy, _ in todo:
+                    gen, asked = reader(name), []
+                    for it in world.items:  # each answer capped at its family's budget, as the scorecard does
+                        mem._generator = gen and (lambda p, g=gen, c=it.sample["answer_budget"]: g(p, cap=min(c, args.max_new_tokens)))
+                        asked.append(e2e.ask_item(mem, it, strategy, gen is not None))
+                    for r in asked:
+                        r.update(size=size, world=w, row=f"{name}:{strategy}", ingest_s=round(ingest_s, 2))
+                        append_jsonl(results, r)
+            finally:
+                mem.close()
+                for f in work.glob(f"{size}-{w}.db*"):
+                    f.unlink()
+    all_rows = [json.loads(x) for x in results.read_text().splitlines() if x.strip()]
+    summary = {}
+    for key in dict.fromkeys(f"{r['row']}@{r['size']}" for r in all_rows):
+        row, size = key.rsplit("@", 1)
+        summary[key] = e2e.summarize([r for r in all_rows if r["row"] == row and r["size"] == int(size)], seed=args.seed)
+    write_json(out / "summary.json", {"tuned": args.tuned, "sizes": args.sizes, "rows": args.rows, "summary": summary})
+    sizes = sorted({r["size"] for r in all_rows})
+    cmd = " ".join(["longrecall memory bench", f"--sizes {args.sizes}", f"--rows {args.rows}"] + (
+        [f"--tuned {args.tuned}"] if args.tuned else []))
+    md = ["# Memory end to end", "", f"`{cmd}`", "", *table(summary, sizes), "", *absent_lines(summary), ""]
+    with atomic_open(out / "README.md") as f:
+        f.write("\n".join(md) + "\n")
+    print("\n".join(md))
+    return 0
