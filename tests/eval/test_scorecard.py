@@ -174,3 +174,17 @@ def test_a_rerun_with_another_seed_is_compared_unpaired_and_agreement_is_read_of
     worse = lines("never")  # a model that never answers: the rows disagree
     assert not worse[("single", "all")]["agree"] and worse[("single", "all")]["hi"] < 0
     assert "agree where the interval includes 0" in capsys.readouterr().out
+
+
+def test_timing_says_where_the_time_went(tmp_path, tok):
+    class Slow(Scripted):
+        def generate(self, samples, budget):
+            import time
+
+            time.sleep(0.05 * len(samples))
+            return super().generate(samples, budget)
+
+    timing: dict = {}
+    SC.run_scorecard(_cfg(samples={512: 2, 1024: 1, 4096: 1}), tmp_path, backend=Slow(), tokenizer=tok, progress=False, timing=timing)
+    assert set(timing) == {"load", "samples", "answers"}
+    assert timing["answers"] >= 0.05 * 2 * (2 + 1) - 0.05 and timing["samples"] > 0  # 6 answered samples, 4096 not asked

@@ -157,7 +157,10 @@ def _check_resume(out: Path, ident: dict, cfg: ScorecardConfig) -> None:
 
 
 def run_scorecard(cfg: ScorecardConfig, out: Path, model: str = "default", adapter: str | None = None,
-                  answer_prefix: bool = False, backend=None, tokenizer=None, progress: bool = True) -> list[dict]:
+                  answer_prefix: bool = False, backend=None, tokenizer=None, progress: bool = True,
+                  timing: dict | None = None) -> list[dict]:
+    """Answer every pending (row, length, index); `timing`, when given, receives where this run's seconds went:
+    load (model and tokenizer), samples (making the prompts), answers (the model generating, prefill + decode)."""
     from tqdm.auto import tqdm
 
     from ..models import load_tokenizer
@@ -178,6 +181,8 @@ def run_scorecard(cfg: ScorecardConfig, out: Path, model: str = "default", adapt
     done_rows = [r for r in done_rows if hashes.get(r["row"]) == r.get("row_hash")]  # rows dropped since: not summarised
     done = {(r["row"], r["length"], r["index"]) for r in done_rows}
     pending = [c for c in plan(cfg) if c not in done]
+    clock = {"load": 0.0, "samples": 0.0, "answers": 0.0}
+    t0 = time.perf_counter()
     if pending and backend is None:
         from .backends import make_backend
 
@@ -187,6 +192,7 @@ def run_scorecard(cfg: ScorecardConfig, out: Path, model: str = "default", adapt
     if not pending:
         return done_rows
     tok = tokenizer if tokenizer is not None else load_tokenizer(model)
+    clock["load"] = time.perf_counter() - t0
     limit = getattr(backend, "max_positions", None)
     step = max(1, getattr(backend, "batch_size", 1))
     bar = tqdm(total=len(pending), desc="scorecard", unit="sample", disable=not progress)
@@ -197,11 +203,15 @@ def run_scorecard(cfg: ScorecardConfig, out: Path, model: str = "default", adapt
             specs = [spec_for(cfg, rows_by_name[n], L, i) for n, L, i in chunk]
             for s in specs:
                 s.answer_prefix = answer_prefix
+            t0 = time.perf_counter()
             samples = [generate_sample(s, tok) for s in specs]
             asked = [k for k, (_, L, _) in enumerate(chunk) if not (limit and L > limit)]
-            t0 = time.perf_counter()
+            t1 = time.perf_counter()
             texts = backend.generate([samples[k] for k in asked], max(samples[k].answer_budget for k in asked)) if asked else []
-            dt = (time.perf_counter() - t0) / max(1, len(asked))
+            t2 = time.perf_counter()
+            clock["samples"] += t1 - t0
+            clock["answers"] += t2 - t1
+            dt = (t2 - t1) / max(1, len(asked))
             answers = dict(zip(asked, texts))
             for k, ((name, L, i), s) in enumerate(zip(chunk, samples)):
                 text = answers.get(k)
@@ -216,6 +226,8 @@ def run_scorecard(cfg: ScorecardConfig, out: Path, model: str = "default", adapt
             bar.update(len(chunk))
     finally:
         bar.close()
+        if timing is not None:
+            timing.update({k: round(v, 1) for k, v in clock.items()})
     return done_rows + new
 
 
@@ -402,10 +414,11 @@ def main(a) -> int:
         return compare_main(a, out)
     cfg = load_scorecard_config(a.config, parse_key_values(a.set))
     prefix = _prompt_format(a.adapter) if a.answer_prefix is None else a.answer_prefix
-    t0 = time.time()
-    rows = run_scorecard(cfg, out, model=a.model, adapter=a.adapter, answer_prefix=prefix)
+    t0, timing = time.time(), {}
+    rows = run_scorecard(cfg, out, model=a.model, adapter=a.adapter, answer_prefix=prefix, timing=timing)
     summary = summarize(rows, cfg)
     summary["wall_s_this_run"] = round(time.time() - t0, 1)
+    summary["time_s_this_run"] = timing  # load, samples (prompt making), answers (generation): where the time went
     title = f"Scorecard: {a.model}" + (f" + {Path(a.adapter).name}" if a.adapter else "")
     write_outputs(out, summary, cfg, title)
     e = summary["effective_length"]
