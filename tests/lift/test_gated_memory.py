@@ -63,11 +63,26 @@ def test_closed_gate_equals_base_exactly(arch):
 
 
 @pytest.mark.parametrize("arch", ARCHS)
-def test_init_gate_is_sigmoid_minus_3_and_output_close_to_base(arch):
+def test_a_fresh_adapter_is_the_base_model_bit_for_bit_and_still_learns(arch):
+    ids = _ids()
+    ref = _logits(tiny_model(VOCAB, arch=arch), ids)
+    model = attach_gated_memory(tiny_model(VOCAB, arch=arch), GatedMemoryConfig(seed=3))
+    assert torch.equal(_logits(model, ids), ref)  # the closed gate is exactly 0 at init: no scaling of attention
+    gm = model.model.layers[0].self_attn.gated_memory
+    big = {"logit": torch.full((2, gm.heads), 50.0)}
+    g = torch.sigmoid(3.0 * (big["logit"] - 1.0))
+    off = torch.sigmoid(torch.tensor(-3.0))
+    assert torch.allclose((g - off) / (1 - off), torch.ones_like(g))  # fully open at the same logits as the method's
+    _train(model, steps=3)
+    assert gm.w4.abs().sum() > 0 and not torch.equal(_logits(model, ids), ref)  # the gate's weights do get gradient
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_the_paper_gate_starts_at_sigmoid_minus_3_and_close_to_base(arch):
     ids = _ids()
     base = tiny_model(VOCAB, arch=arch)
     ref = _logits(base, ids)
-    model = attach_gated_memory(tiny_model(VOCAB, arch=arch), GatedMemoryConfig())
+    model = attach_gated_memory(tiny_model(VOCAB, arch=arch), GatedMemoryConfig(gate="paper"))
     attn = model.model.layers[0].self_attn
     gm = attn.gated_memory
     q = torch.randn(3, gm.heads * gm.head_dim)
@@ -144,3 +159,33 @@ def test_works_under_the_s2attn_attention_function():
     set_gate_scale(model, 1.0)
     model(ids, labels=ids).loss.backward()
     assert model.model.layers[0].self_attn.gated_memory.w2.grad.abs().sum() > 0
+
+
+def test_an_adapter_saved_before_the_closed_gate_loads_with_the_method_gate(tmp_path):
+    model = attach_gated_memory(tiny_model(VOCAB, arch="llama"), GatedMemoryConfig(seed=1, gate="paper"))
+    _train(model, steps=2)
+    ids = _ids()
+    want = _logits(model, ids)
+    save_gated_memory(model, tmp_path)
+    meta = json.loads((tmp_path / "adapter_config.json").read_text())
+    del meta["gate"]  # as written by earlier versions
+    (tmp_path / "adapter_config.json").write_text(json.dumps(meta))
+    loaded = load_gated_memory(tiny_model(VOCAB, arch="llama"), tmp_path)
+    assert loaded.model.layers[0].self_attn.gated_memory.gate == "paper"
+    assert torch.equal(_logits(loaded, ids), want)
+
+
+def test_an_unknown_gate_is_one_line_naming_the_choices():
+    with pytest.raises(UserError, match="use closed or paper"):
+        attach_gated_memory(tiny_model(VOCAB, arch="llama"), GatedMemoryConfig(gate="open"))
+
+
+@pytest.mark.integration
+def test_a_fresh_adapter_on_the_real_model_gives_its_outputs_bit_for_bit():
+    from longrecall.models import load_model, load_tokenizer
+
+    tok = load_tokenizer("default")
+    ids = tok("Kofi keeps the violin in locker 4417. Where is the violin?", return_tensors="pt")["input_ids"]
+    ref = _logits(load_model("default", dtype="float32"), ids)
+    model = attach_gated_memory(load_model("default", dtype="float32"), GatedMemoryConfig(seed=0))
+    assert torch.equal(_logits(model, ids), ref)

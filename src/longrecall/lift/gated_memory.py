@@ -10,10 +10,13 @@ A forward hook on q_proj keeps its output; a forward pre-hook on o_proj mixes. T
 (and any model whose attention calls q_proj then o_proj on [batch, seq, heads·head_dim]) whatever attention
 function runs in between (SDPA, eager, S²-Attn), with grouped-query attention (the gate sees query heads).
 
-Initialisation (chosen here): W1, W3 as nn.Linear's default; W2 = 0 and w4 = 0, so at init m = 0 and
-g = sigmoid(−3) ≈ 0.047 for every token: the output is 0.953 · attention, close to the base model, and the
-gradient first reaches W2 and w4 (like LoRA's zero B). `set_gate_scale(model, 0)` closes the gate: the hooks
-then leave the model untouched, so it equals the base model exactly.
+Initialisation (chosen here): W1, W3 as nn.Linear's default; W2 = 0 and w4 = 0, so at init m = 0 and the
+gradient first reaches W2 and w4 (like LoRA's zero B). With the method's gate, w4 = 0 gives g = sigmoid(−3) ≈ 0.047
+for every token: a fresh adapter scales all attention by 0.953. The default gate here (`gate: closed`) subtracts
+that offset, g = (sigmoid(3 · (w4ᵀ · SiLU(W3 · q) − 1)) − sigmoid(−3)) / (1 − sigmoid(−3)), so it is exactly 0 at
+init (a fresh adapter is the base model bit for bit), reaches 1 at the same logits as the method's, and has the
+same gradient at the start. Adapters saved without a `gate` key are the method's (`gate: paper`).
+`set_gate_scale(model, 0)` closes the gate: the hooks then leave the model untouched (base model exactly).
 """
 from __future__ import annotations
 
@@ -29,6 +32,7 @@ from torch.nn import functional as F
 from ..errors import UserError
 
 ADAPTER_TYPE = "gated_memory"
+GATES = ("closed", "paper")
 WEIGHTS_NAME = "gated_memory.safetensors"
 CONFIG_NAME = "adapter_config.json"
 
@@ -47,6 +51,8 @@ class GatedMemoryConfig:
     """LoRA scale numerator: delta = (alpha / rank) · B·A·x."""
     seed: int = 0
     """Seed for the adapter's initial weights (independent of the global RNG)."""
+    gate: str = "closed"
+    """closed: the gate minus its value at w4 = 0 (0 at init: a fresh adapter is the base model); paper: the method's."""
     base_model: str = ""
     """Name or folder of the base model, recorded for `load`."""
     extra: dict = field(default_factory=dict)
@@ -56,9 +62,12 @@ class GatedMemoryConfig:
 class GatedMemory(nn.Module):
     """Memory and gate for the `heads` query heads of one attention layer; per-head weights."""
 
-    def __init__(self, heads: int, head_dim: int, memory_mult: int = 2, generator: torch.Generator | None = None):
+    def __init__(self, heads: int, head_dim: int, memory_mult: int = 2, generator: torch.Generator | None = None,
+                 gate: str = "closed"):
         super().__init__()
-        self.heads, self.head_dim = heads, head_dim
+        if gate not in GATES:
+            raise UserError(f"unknown gate '{gate}': use {' or '.join(GATES)}")
+        self.heads, self.head_dim, self.gate = heads, head_dim, gate
         hidden, gate_hidden = memory_mult * head_dim, math.isqrt(head_dim)
         self.w1 = nn.Parameter(_linear_init((heads, head_dim, hidden), head_dim, generator))
         self.w2 = nn.Parameter(torch.zeros(heads, hidden, head_dim))
@@ -73,13 +82,17 @@ class GatedMemory(nn.Module):
         q = query.reshape(*shape[:-1], self.heads, self.head_dim).to(self.w1.dtype)
         memory = torch.einsum("...hk,hkd->...hd", F.silu(torch.einsum("...hd,hdk->...hk", q, self.w1)), self.w2)
         logit = torch.einsum("...hk,hk->...h", F.silu(torch.einsum("...hd,hdk->...hk", q, self.w3)), self.w4)
-        gate = (torch.sigmoid(3.0 * (logit - 1.0)) * self.gate_scale).unsqueeze(-1)
+        g = torch.sigmoid(3.0 * (logit - 1.0))
+        if self.gate == "closed":  # the offset is computed by the same kernel on a same-shaped tensor: exactly 0 at w4 = 0
+            off = torch.sigmoid(torch.full_like(logit, -3.0))
+            g = (g - off) / (1.0 - off)
+        gate = (g * self.gate_scale).unsqueeze(-1)
         a = attn.reshape(*shape[:-1], self.heads, self.head_dim)
         mixed = (1.0 - gate) * a + gate * memory
         return mixed.reshape(shape).to(attn.dtype)
 
     def extra_repr(self) -> str:
-        return f"heads={self.heads}, head_dim={self.head_dim}, memory={self.w1.shape[-1]}, gate={self.w3.shape[-1]}"
+        return f"heads={self.heads}, head_dim={self.head_dim}, memory={self.w1.shape[-1]}, gate={self.w3.shape[-1]} ({self.gate})"
 
 
 class LmHeadLoRA(nn.Module):
@@ -147,7 +160,7 @@ def attach_gated_memory(model: nn.Module, cfg: GatedMemoryConfig | None = None) 
     for i in layers:
         attn = attns[i]
         heads = attn.q_proj.out_features // attn.head_dim
-        attn.gated_memory = GatedMemory(heads, attn.head_dim, cfg.memory_mult, gen).to(device=ref.device, dtype=ref.dtype)
+        attn.gated_memory = GatedMemory(heads, attn.head_dim, cfg.memory_mult, gen, cfg.gate).to(device=ref.device, dtype=ref.dtype)
         handles.append(attn.q_proj.register_forward_hook(_q_hook(attn.gated_memory)))
         handles.append(attn.o_proj.register_forward_pre_hook(_o_pre_hook(attn.gated_memory)))
     if cfg.lm_head_lora_rank:
@@ -239,6 +252,7 @@ def load_gated_memory(model: nn.Module, directory: str | Path) -> nn.Module:
             f"{len(attns)} x {attns[0].head_dim}: load it on its base model {meta.get('base_model')!r}"
         )
     names = {f.name for f in fields(GatedMemoryConfig)}
+    meta.setdefault("gate", "paper")  # saved before the closed gate existed: the method's gate, as trained
     attach_gated_memory(model, GatedMemoryConfig(**{k: v for k, v in meta.items() if k in names}))
     state = load_file(str(Path(directory) / WEIGHTS_NAME))
     own = adapter_state_dict(model)
