@@ -55,6 +55,8 @@ class IngestConfig:
     """Recompute activations in backward: less memory, ~30% slower."""
     memory_mult: int = 2
     """Gated memory: hidden width of the memory MLP / head_dim."""
+    gate: str = "closed"
+    """Gated memory: closed (a fresh adapter is exactly the base model) | paper (the method's gate, 0.047 at start)."""
     gated_layers: list[int] | None = None
     """Gated memory: layer indices (None = all)."""
     lm_head_lora_rank: int = 0
@@ -80,7 +82,7 @@ def attach_adapter(model, cfg: IngestConfig):
         from .gated_memory import GatedMemoryConfig, attach_gated_memory
 
         gm = GatedMemoryConfig(layers=cfg.gated_layers, memory_mult=cfg.memory_mult, lm_head_lora_rank=cfg.lm_head_lora_rank,
-                               seed=cfg.seed, base_model=cfg.model)
+                               seed=cfg.seed, base_model=cfg.model, gate=cfg.gate)
         return attach_gated_memory(model, gm)
     if cfg.adapter == "lora":
         from peft import LoraConfig, get_peft_model
