@@ -21,7 +21,7 @@ def test_chain_only_inputs_are_refused(tok):
         needle_questions(s)
 
 
-def _stubbed_eval(tok, tmp_path, monkeypatch, control):
+def _stubbed_eval(tok, tmp_path, monkeypatch, control, never=0, collapsed=False):
     """evaluate() with scripted models: the adapter recalls the ingested needles from memory and nothing else; the base
     reads whatever context it is given (it answers by echoing the prompt)."""
     import json
@@ -48,10 +48,11 @@ def _stubbed_eval(tok, tmp_path, monkeypatch, control):
         text = " ".join(m["content"] for m in messages)
         if who == "base":
             return text
-        return next((q["answer"] for q in questions if q["question"] in text), "I don't know.")
+        fallback = questions[0]["answer"] if collapsed else "I don't know."
+        return next((q["answer"] for q in questions if q["question"] in text), fallback)
 
     monkeypatch.setattr(ev, "_generate", generate)
-    result = ev.evaluate(adapter_dir, tmp_path / "input.json", tmp_path / "out", control=control)
+    result = ev.evaluate(adapter_dir, tmp_path / "input.json", tmp_path / "out", control=control, never=never)
     return result, sample, prompts
 
 
@@ -78,6 +79,16 @@ def test_evaluate_scores_each_model_and_mode_and_the_control_set(tok, tmp_path, 
     assert saved == result and len(json.loads((tmp_path / "out" / "questions.json").read_text())) == 4
 
 
+@pytest.mark.parametrize("collapsed,rate", [(False, 0.0), (True, 100.0)])
+def test_false_recall_counts_memorised_values_given_for_keys_never_ingested(tok, tmp_path, monkeypatch, collapsed, rate):
+    import json
+
+    result, sample, _ = _stubbed_eval(tok, tmp_path, monkeypatch, control=0, never=5, collapsed=collapsed)
+    assert result["never_ingested_questions"] == 5 and result["false_recall"] == rate
+    saved = json.loads((tmp_path / "out" / "never_ingested.json").read_text())
+    assert len(saved) == 5 and all(q["key"] not in json.dumps(sample) for q in saved)
+
+
 def test_evaluate_without_control_reports_none(tok, tmp_path, monkeypatch):
     result, _, _ = _stubbed_eval(tok, tmp_path, monkeypatch, control=0)
     assert result["control_adapter"] is None and result["control_base"] is None
@@ -99,7 +110,11 @@ def test_evaluate_runs_on_a_real_tiny_ingest(tok, tmp_path):
     (tmp_path / "input.json").write_text(json.dumps(sample))
     cfg = load_config(IngestConfig, "configs/lift-cpu-smoke.yaml", {"model": str(base), "max_steps": 2, "loss_eval_segments": 0})
     ingest(tmp_path / "input.json", tmp_path / "adapter", cfg, progress=False)
-    result = evaluate(tmp_path / "adapter", tmp_path / "input.json", tmp_path / "eval", control=1)
+    result = evaluate(tmp_path / "adapter", tmp_path / "input.json", tmp_path / "eval", control=1, never=2)
     assert result["needles"] == 2 and result["adapter"] == "gated"
+    gates = json.loads((tmp_path / "eval" / "gates.json").read_text())
+    assert set(gates) == {"memory questions", "in-context control", "ordinary chats"}
+    assert set(result["mean_gate"]) == set(gates) and (tmp_path / "eval" / "gates.png").exists()
+    assert result["false_recall"] in (0.0, 50.0, 100.0) and len(json.loads((tmp_path / "eval" / "controls.json").read_text())) == 1
     for key in ("recall_no_context", "recall_truncated", "base_truncated", "base_no_context", "control_adapter", "control_base"):
         assert result[key] in (0.0, 50.0, 100.0), key

@@ -189,3 +189,18 @@ def test_a_fresh_adapter_on_the_real_model_gives_its_outputs_bit_for_bit():
     ref = _logits(load_model("default", dtype="float32"), ids)
     model = attach_gated_memory(load_model("default", dtype="float32"), GatedMemoryConfig(seed=0))
     assert torch.equal(_logits(model, ids), ref)
+
+
+def test_gate_means_are_zero_fresh_and_move_with_training():
+    from longrecall.lift.gated_memory import gate_means
+
+    model = attach_gated_memory(tiny_model(VOCAB, arch="llama"), GatedMemoryConfig(seed=1))
+    prompts = [_ids(seed=s)[:1] for s in range(3)]
+    fresh = gate_means(model, prompts)
+    assert len(fresh) == len(model.model.layers) and all(g == 0.0 for g in fresh)
+    _train(model, steps=3, lr=5e-2)
+    trained = gate_means(model, prompts)
+    assert any(g != 0.0 for g in trained)
+    assert model.model.layers[0].self_attn.gated_memory.record is None  # recording stops afterwards
+    with pytest.raises(UserError, match="gated adapter"):
+        gate_means(tiny_model(VOCAB, arch="llama"), prompts)

@@ -7,7 +7,11 @@ LIFT data) and scores the answer with the environment's metric:
   - adapter, no context (parametric memory only);
   - adapter, truncated context (head and tail of the input), and the base model with the same truncated context,
     split into needles inside and outside the kept head/tail;
-  - a control set: questions about another text, given in context, with and without the adapter (must not get worse).
+  - a control set: questions about another text, given in context, with and without the adapter (must not get worse);
+  - false recall: questions about keys that were never ingested, no context: how often the adapter answers with a
+    value it memorised (it should say it does not know);
+  - gate statistics (gated adapters): the mean gate per layer on the memory questions, on the in-context control
+    questions and on ordinary chats, in gates.json and gates.png. Every answer is saved.
 """
 from __future__ import annotations
 
@@ -49,7 +53,52 @@ def needle_questions(sample: dict, seed: int = 0) -> list[dict]:
     return out
 
 
-def evaluate(adapter_dir: str | Path, input_path: str | Path, out_dir: str | Path, control: int = 4) -> dict:
+# Ordinary chat questions with no context: the gate should stay shut on them (and the answers stay the base's).
+CHATS = (
+    "What is the capital of France?", "How many days are there in a week?", "Write one sentence about the sea.",
+    "What colour is the sky on a clear day?", "Give me a synonym for happy.", "What is 12 plus 7?",
+    "Name a fruit that is yellow.", "How do you say hello in Spanish?", "What do bees make?",
+    "Suggest a name for a pet cat.", "Which planet is closest to the sun?", "What is water made of?",
+)
+
+
+def never_ingested(sample: dict, n: int, seed: int = 0) -> list[dict]:
+    """Questions in the same phrasings about keys the input never mentions (answering any value is a false recall)."""
+    from ..data.lift import _needle_name
+    from ..niah.needles import make_key
+
+    rng = random.Random(f"never-{seed}")
+    names = sorted({nm for nd in sample.get("needles", []) if (nm := _needle_name(nd))}) or ["special magic number"]
+    text = sample.get("context", "") + " ".join(nd.get("text", "") for nd in sample.get("needles", []))
+    out = []
+    while len(out) < n:
+        key = make_key(rng)
+        if key not in text:
+            out.append({"question": rng.choice(pool(QUESTIONS_ONE, "heldout")).format(name=rng.choice(names), key=key), "key": key})
+    return out
+
+
+def _ids_of(tok, messages: list[dict]) -> torch.Tensor:
+    return torch.tensor([tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=False)])
+
+
+def gate_statistics(model, tok, sets: dict[str, list[list[dict]]], out: Path) -> dict | None:
+    """Mean gate per layer for each set of chats (None for adapters without a gate); gates.json + gates.png."""
+    from .gated_memory import gate_means
+
+    if not hasattr(model, "modules") or not any(hasattr(m, "gated_memory") for m in model.modules()):
+        return None
+    stats = {name: gate_means(model, [_ids_of(tok, m) for m in chats]) for name, chats in sets.items() if chats}
+    write_json(out / "gates.json", stats)
+    from ..eval.plots import line_chart
+
+    line_chart({name: dict(enumerate(v)) for name, v in stats.items()}, out / "gates.png", title="mean gate per layer",
+               ylabel="mean gate (0 = base model)", logx=False, xlabel="layer")
+    return {name: round(sum(v) / len(v), 4) for name, v in stats.items()}
+
+
+def evaluate(adapter_dir: str | Path, input_path: str | Path, out_dir: str | Path, control: int = 20,
+             never: int = 20) -> dict:
     from ..models import load_model
     from ..niah import GenSpec, generate_sample
 
@@ -69,12 +118,24 @@ def evaluate(adapter_dir: str | Path, input_path: str | Path, out_dir: str | Pat
             ans = _generate(m, tok, prompt_messages(adapter_dir, q["question"], mode))
             row[key] = {"answer": ans, "correct": found(q["answer"], ans)}
         rows.append(row)
-    ctrl = []
+    ctrl, ctrl_samples = [], []
     for i in range(control):
         spec = GenSpec(task="single", length=min(1024, sample.get("length", 1024)), depth=0.5, haystack="prose", seed=10_000 + i, phrasing="heldout")
         s = generate_sample(spec, tok)
-        both = {name: found(s.answers[0], _generate(m, tok, s.messages())) for name, m in (("adapter", model), ("base", base))}
-        ctrl.append(both)
+        ctrl_samples.append(s)
+        outs = {name: _generate(m, tok, s.messages()) for name, m in (("adapter", model), ("base", base))}
+        ctrl.append({"question": s.question, "answer": s.answers[0], "outputs": outs,
+                     **{name: found(s.answers[0], o) for name, o in outs.items()}})
+    values = {nd["value"] for nd in sample.get("needles", []) if nd.get("value")}
+    false = []
+    for q in never_ingested(sample, never):
+        ans = _generate(model, tok, prompt_messages(adapter_dir, q["question"], "none"))
+        false.append({**q, "output": ans, "false_recall": any(v in ans for v in values)})
+    out = Path(out_dir)
+    gates = gate_statistics(model, tok, {
+        "memory questions": [prompt_messages(adapter_dir, q["question"], "none") for q in rows],
+        "in-context control": [s.messages() for s in ctrl_samples],
+        "ordinary chats": [[{"role": "user", "content": c}] for c in CHATS]}, out)
 
     def acc(key, sel=lambda r: True):
         pick = [r for r in rows if sel(r)]
@@ -92,11 +153,16 @@ def evaluate(adapter_dir: str | Path, input_path: str | Path, out_dir: str | Pat
         "outside_base_truncated": acc("base_truncated", outside),
         "control_adapter": round(100 * sum(c["adapter"] for c in ctrl) / len(ctrl), 1) if ctrl else None,
         "control_base": round(100 * sum(c["base"] for c in ctrl) / len(ctrl), 1) if ctrl else None,
+        "false_recall": round(100 * sum(f["false_recall"] for f in false) / len(false), 1) if false else None,
+        "never_ingested_questions": len(false),
+        "control_questions": len(ctrl),
+        "mean_gate": gates,
         "ingest_seconds": manifest.get("seconds"),
     }
-    out = Path(out_dir)
     write_json(out / "result.json", result)
     write_json(out / "questions.json", rows)
+    write_json(out / "controls.json", ctrl)
+    write_json(out / "never_ingested.json", false)
     return result
 
 
@@ -104,9 +170,10 @@ def add_arguments(p) -> None:
     p.add_argument("--adapter", required=True, help="folder written by `longrecall lift ingest`")
     p.add_argument("--input", required=True, help="the sample JSON that was ingested")
     p.add_argument("--output-dir", required=True)
-    p.add_argument("--control", type=int, default=4, help="control questions about text never ingested")
+    p.add_argument("--control", type=int, default=20, help="control questions about another text, asked with it in context")
+    p.add_argument("--never", type=int, default=20, help="questions about keys never ingested, no context (false recall)")
 
 
 def main(a) -> None:
-    r = evaluate(a.adapter, a.input, a.output_dir, a.control)
+    r = evaluate(a.adapter, a.input, a.output_dir, a.control, a.never)
     print(json.dumps(r, indent=2))

@@ -74,6 +74,7 @@ class GatedMemory(nn.Module):
         self.w3 = nn.Parameter(_linear_init((heads, head_dim, gate_hidden), head_dim, generator))
         self.w4 = nn.Parameter(torch.zeros(heads, gate_hidden))
         self.gate_scale = 1.0
+        self.record: list[float] | None = None  # set by record_gates
         self._query: torch.Tensor | None = None  # pre-RoPE query of the current forward, set by the q_proj hook
 
     def forward(self, query: torch.Tensor, attn: torch.Tensor) -> torch.Tensor:
@@ -87,6 +88,8 @@ class GatedMemory(nn.Module):
             off = torch.sigmoid(torch.full_like(logit, -3.0))
             g = (g - off) / (1.0 - off)
         gate = (g * self.gate_scale).unsqueeze(-1)
+        if self.record is not None:  # gate statistics: the mean over this forward's tokens and heads
+            self.record.append(float(gate.detach().float().mean()))
         a = attn.reshape(*shape[:-1], self.heads, self.head_dim)
         mixed = (1.0 - gate) * a + gate * memory
         return mixed.reshape(shape).to(attn.dtype)
@@ -181,6 +184,24 @@ def _adapter_modules(model: nn.Module) -> list[nn.Module]:
 def adapter_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
     """Only the adapter's parameters, under their names in the model."""
     return {n: p.detach().contiguous() for n, p in model.named_parameters() if ".gated_memory." in n or n.startswith("lm_head_lora.")}
+
+
+@torch.no_grad()
+def gate_means(model: nn.Module, batches: list[torch.Tensor]) -> list[float]:
+    """Mean gate per gated layer (layer order) over the tokens of each prompt in `batches` ([1, n] token ids),
+    each prompt weighted equally: how far the adapter opens on this kind of input."""
+    mems = [a.gated_memory for a in attention_modules(model) if hasattr(a, "gated_memory")]
+    if not mems:
+        raise UserError("no gated memory attached to this model: gate statistics need a gated adapter (--adapter gated)")
+    for m in mems:
+        m.record = []
+    try:
+        for ids in batches:
+            model(ids)
+        return [sum(m.record) / max(1, len(m.record)) for m in mems]
+    finally:
+        for m in mems:
+            m.record = None
 
 
 def set_gate_scale(model: nn.Module, scale: float) -> None:
