@@ -50,7 +50,7 @@ def heatmap(table: Table, path: str | os.PathLike, title: str = "", vmin: float 
     im = ax.imshow(np.ma.masked_invalid(grid), cmap=cm, vmin=vmin, vmax=vmax, aspect="auto")
     ax.set_xticks(range(len(lengths)), [str(L) for L in lengths])
     ax.set_yticks(range(len(depths)), [f"{d:g}" for d in depths])
-    ax.set_xlabel(xlabel)
+    ax.set_xlabel("context length (tokens)")
     ax.set_ylabel("needle depth")
     ax.set_title(title)
     for i in range(len(depths)):
@@ -108,7 +108,7 @@ def scorecard_picture(table: Mapping[str, Mapping[int, Mapping]], path: str | os
     im = ax.imshow(np.ma.masked_invalid(grid), cmap=colormaps["RdYlGn"].with_extremes(bad="#d0d0d0"), vmin=0, vmax=100, aspect="auto")
     ax.set_xticks(range(len(lengths)), [f"{L // 1024}k" if L % 1024 == 0 else str(L) for L in lengths])
     ax.set_yticks(range(len(names)), names)
-    ax.set_xlabel(xlabel)
+    ax.set_xlabel("context length (tokens)")
     ax.set_title(title)
     for i, n in enumerate(names):
         for j, L in enumerate(lengths):
