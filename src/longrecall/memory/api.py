@@ -296,8 +296,10 @@ class Memory:
             done += len(rows)
         return done
 
-    def ask(self, question: str, k: int = 6, generate: bool = True, budget_chars: int = 6000, strategy: str = "auto") -> Answer:
-        """Retrieve (hybrid when vectors exist, multi-hop, find-all for all/every questions) and optionally answer."""
+    def ask(self, question: str, k: int = 6, generate: bool = True, budget_chars: int = 6000, strategy: str = "auto",
+            focus: bool = True) -> Answer:
+        """Retrieve (hybrid when vectors exist, multi-hop, find-all for all/every questions) and optionally answer.
+        focus: show the reader only the retrieved sentences that bear on the question (memory.focus), not whole chunks."""
         if not question or not question.strip():
             raise UserError("the question is empty: ask something, e.g. longrecall memory ask \"Who met Alice?\"")
         if strategy not in STRATEGIES:
@@ -310,12 +312,18 @@ class Memory:
             raise UserError(f"--budget-chars {budget_chars}: keep at least one character of retrieved text (e.g. 6000)")
         embedder = self.embedder() if self._embedder is not None and self.store.has_vectors() else None
         trace: list[dict] = []
-        ranked = ranked_for(question, StoreSearcher(self.store, embedder), strategy, k, trace=trace)
+        searcher = StoreSearcher(self.store, embedder)
+        ranked = ranked_for(question, searcher, strategy, k, trace=trace)
         if not ranked:
             raise NotFound("nothing in the memory matches this question: no answer (add text about it with `longrecall memory add FILE`)")
         chunks = fit_chars(ranked, budget_chars)
         if not chunks:
             raise UserError(f"the best matching chunk is longer than --budget-chars {budget_chars}: raise it (e.g. 6000)")
+        if focus:
+            from .focus import focus as focused
+
+            kept = focused(question, chunks, searcher.count, trace)
+            chunks = fit_chars(kept, budget_chars) or chunks  # nothing bears on it: the reader sees the chunks
         result = Answer(question, join_in_order(chunks), chunks, strategy=strategy, trace=trace)
         used = {c.doc_id for c in chunks}
         result.incomplete = [d for d in self.store.documents() if not d["complete"] and d["id"] in used] if used else []
@@ -360,6 +368,8 @@ def add_ask_arguments(p) -> None:
     p.add_argument("--budget-chars", type=_positive("--budget-chars"), default=6000, help="most characters of retrieved text to keep")
     p.add_argument("--strategy", default="auto", choices=STRATEGIES)
     p.add_argument("--no-generate", action="store_true", help="print the retrieved text instead of a model's answer")
+    p.add_argument("--no-focus", action="store_true",
+                   help="show the reader whole retrieved chunks, not only the sentences that bear on the question")
     p.add_argument("--reader", default=None, metavar="base|ADAPTER|MODEL",
                    help="who answers: 'base' (the embedded model), an adapter folder or a merged model folder "
                         "(default $LONGRECALL_READER, else base); the output names it")
@@ -458,7 +468,8 @@ def ask_main(args) -> int:
     with _damaged_store_is_one_line(args.store):
         mem = Memory(store=open_store(args.store, create=False), generator=answer_with_reader)
         try:
-            result = mem.ask(args.question, k=args.k, generate=not args.no_generate, budget_chars=args.budget_chars, strategy=args.strategy)
+            result = mem.ask(args.question, k=args.k, generate=not args.no_generate, budget_chars=args.budget_chars, strategy=args.strategy,
+                             focus=not getattr(args, "no_focus", False))
             sources = {d["id"]: d["source"] for d in mem.store.documents()}
         finally:
             mem.close()

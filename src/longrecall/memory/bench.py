@@ -79,6 +79,7 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--max-new-tokens", type=int, default=384,
                     help="the reader's answer cap; each answer also stops at its family's budget (64 numbers need ~350)")
     ap.add_argument("--output-dir", required=True)
+    ap.add_argument("--no-focus", action="store_true", help="show readers whole retrieved chunks (the ablation of memory.focus)")
     ap.add_argument("--work-dir", default=None, help="where the stores go (default: a temp dir, deleted)")
 
 
@@ -138,7 +139,7 @@ def main(args) -> int:
                     gen, asked = reader(name), []
                     for it in world.items:  # each answer capped at its family's budget, as the scorecard does
                         mem._generator = gen and (lambda p, g=gen, c=it.sample["answer_budget"]: g(p, cap=min(c, args.max_new_tokens)))
-                        asked.append(e2e.ask_item(mem, it, strategy, gen is not None))
+                        asked.append(e2e.ask_item(mem, it, strategy, gen is not None, focus=not args.no_focus))
                     for r in asked:
                         r.update(size=size, world=w, row=f"{name}:{strategy}", ingest_s=round(ingest_s, 2))
                         append_jsonl(results, r)

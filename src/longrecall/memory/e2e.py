@@ -179,21 +179,21 @@ def abstained(answer: str | None) -> bool:
     return answer is None or not answer.strip() or bool(ABSTAIN.search(answer))
 
 
-def ask_item(mem, item: Item, strategy: str, generate: bool, k: int = 6, budget_chars: int = 6000) -> dict:
+def ask_item(mem, item: Item, strategy: str, generate: bool, k: int = 6, budget_chars: int = 6000, focus: bool = True) -> dict:
     """One question through Memory.ask, timed; nothing found counts as an abstention."""
     from ..errors import NotFound
     from ..niah.scoring import score
 
     t0 = time.perf_counter()
     try:
-        res = mem.ask(item.sample["question"], k=k, generate=generate, budget_chars=budget_chars, strategy=strategy)
+        res = mem.ask(item.sample["question"], k=k, generate=generate, budget_chars=budget_chars, strategy=strategy, focus=focus)
         context, answer = res.context, res.answer
     except NotFound:
         context, answer = "", None
     latency = time.perf_counter() - t0
     row = {"family": item.family, "planted": item.planted, "question": item.sample["question"],
            "answers": item.sample["answers"], "answer": answer, "latency_s": round(latency, 3),
-           "hops": len(item.targets)}
+           "hops": len(item.targets), "focus": focus, "evidence_chars": len(context)}
     if not item.planted:
         row["abstained"] = abstained(answer) if generate else None
         return row

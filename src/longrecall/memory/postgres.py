@@ -216,6 +216,9 @@ class PostgresStore:
         with self.db.transaction(), self.db.cursor() as cur:
             cur.executemany("UPDATE longrecall_chunks SET vec = %s WHERE id = %s", [(np.asarray(v, np.float32).tobytes(), int(i)) for i, v in zip(ids, vecs)])
 
+    def chunk_count(self) -> int:
+        return self.db.execute("SELECT count(*) FROM longrecall_chunks").fetchone()[0]
+
     def stats(self) -> dict:
         q = lambda sql: self.db.execute(sql).fetchone()[0]  # noqa: E731
         return {

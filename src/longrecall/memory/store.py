@@ -51,6 +51,8 @@ class MemoryStore(Protocol):
     def pending_vectors(self, limit: int) -> list[tuple[int, str]]: ...
     def set_vectors(self, ids: Sequence[int], vecs: np.ndarray) -> None: ...
     def stats(self) -> dict: ...
+
+    def chunk_count(self) -> int: ...
     def close(self) -> None: ...
 
 
@@ -361,6 +363,9 @@ class SQLiteStore:
     def set_vectors(self, ids: Sequence[int], vecs: np.ndarray) -> None:
         with self._tx():
             self.db.executemany("UPDATE chunks SET vec = ? WHERE id = ?", [(np.asarray(v, np.float32).tobytes(), int(i)) for i, v in zip(ids, vecs)])
+
+    def chunk_count(self) -> int:
+        return self.db.execute("SELECT count(*) FROM chunks").fetchone()[0]
 
     def stats(self) -> dict:
         q = lambda sql: self.db.execute(sql).fetchone()[0]  # noqa: E731

@@ -1,0 +1,62 @@
+"""What the reader is shown: the retrieved chunks cut down to the sentences that bear on the question.
+
+A retrieved chunk is ~600 characters of which the fact is one sentence; six of them around a small reader bury the
+fact in unrelated text (measured: SmolLM2-135M, base or tuned, read almost nothing right from 6,000 characters of
+whole chunks at 1M tokens although retrieval had found every needle). Kept: the sentences that name one of the
+question's marks (see `marks`) or an entity the multi-hop trace followed. Sentences keep their document offsets, so
+the evidence shown is exactly what the reader read.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import replace
+from typing import Callable, Sequence
+
+from ..rag.chunking import Chunk, sentence_spans
+from ..rag.multihop import _has_word, key_phrases
+from ..rag.retrievers import STOPWORDS
+
+# Words that open a question or a request, not names.
+OPENERS = frozenset(
+    "give tell find list name what which who whom whose where when why how look enumerate write go please return state "
+    "say report provide identify locate recall search read extract someone somebody anyone everyone check show".split())
+
+
+def sentences(chunk: Chunk) -> list[Chunk]:
+    return [replace(chunk, text=chunk.text[s:e], start=chunk.start + s, end=chunk.start + e) for s, e in sentence_spans(chunk.text)]
+
+
+def marks(question: str, count: Callable[[str], int]) -> list[str]:
+    """What a relevant sentence names: the question's named keys (brave-otter, E885, Hugo) that the memory holds,
+    else its runs of two or more content words that it holds ("hidden number"). Single question words are no mark:
+    a template word ("give", "wanted") can be as rare in the memory as a key."""
+    ents, runs = key_phrases(question)
+    keys = [e for e in dict.fromkeys(ents) if count(e) > 0]
+    if not keys:  # a name opening the question ("Amara needs the pram back") is a key too, when the memory holds it
+        first = re.match(r"\s*([A-Z][a-z]+)(?:'s)?\b", question)
+        name = first.group(1) if first else ""
+        keys = [name] if name and name.lower() not in STOPWORDS | OPENERS and count(name) > 0 else []
+    if not keys:
+        keys = [p for p in dict.fromkeys(" ".join(r) for r in runs if len(r) >= 2) if count(p) > 0]
+    return keys
+
+
+def focus(question: str, chunks: Sequence[Chunk], count: Callable[[str], int], trace: Sequence[dict] = ()) -> list[Chunk]:
+    """The sentences of `chunks` connected to the question: those naming one of its marks, then, hop by hop, those
+    naming an entity the multi-hop trace followed *and* a kept sentence names (a chain's next link; an entity reached
+    from unrelated text is not followed). Document order; [] when nothing names a mark (the caller shows the chunks)."""
+    sents = [(x, x.text.lower()) for c in chunks for x in sentences(c)]
+    found = {m.lower() for m in marks(question, count)}
+    followed = {e.lower() for hop in trace for e in hop.get("via", [])}
+    kept: dict[tuple, Chunk] = {}
+    while True:
+        new = [(x, low) for x, low in sents if (x.doc_id, x.start) not in kept and any(_has_word(low, m) for m in found)]
+        if not new:
+            break
+        for x, _ in new:
+            kept[(x.doc_id, x.start)] = x
+        links = {e for e in followed - found if any(_has_word(low, e) for _, low in new)}
+        if not links:
+            break
+        found |= links
+    return sorted(kept.values(), key=lambda c: (c.doc_id, c.start))
