@@ -51,3 +51,24 @@ def test_memory_ask_shows_the_reader_focused_evidence_or_whole_chunks(tmp_path):
     whole = mem.ask("Give the vault combination for brave-otter.", focus=False)
     assert "brave-otter" in whole.context and "fastapi" in whole.context
     mem.close()
+
+
+def test_a_question_about_names_the_memory_never_mentions_is_not_answered(tmp_path):
+    import pytest
+
+    from longrecall.errors import NotFound
+    from longrecall.memory.focus import holds_none, names
+
+    assert names("Someone's umbrella ended up in the city of Eastwick Falls. Who does it belong to?") == ["Eastwick Falls"]
+    assert names("Kasper wants the umbrella back. Give it.") == ["Kasper"]
+    text = "Kofi keeps the violin in locker 4417. The falls are loud."
+    assert holds_none("Where did Eastwick Falls go?", _count(text)) == ["Eastwick Falls"]
+    assert holds_none("Where does Kofi keep the violin?", _count(text)) == []
+    assert holds_none("List every hidden number.", _count(text)) == []  # names nothing: retrieval decides
+    mem = Memory(tmp_path / "m.db", embedder=None)
+    mem.add(text, source="notes")
+    mem._generator = lambda prompt: "locker 4417"
+    with pytest.raises(NotFound, match="does not mention Cyrus"):
+        mem.ask("If you wanted Cyrus's hat, where would you go?")
+    assert mem.ask("If you wanted Cyrus's hat, where would you go?", focus=False, generate=False).context  # the old path
+    mem.close()

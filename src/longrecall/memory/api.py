@@ -313,6 +313,13 @@ class Memory:
         embedder = self.embedder() if self._embedder is not None and self.store.has_vectors() else None
         trace: list[dict] = []
         searcher = StoreSearcher(self.store, embedder)
+        if focus:
+            from .focus import holds_none
+
+            missing = holds_none(question, searcher.count)
+            if missing:  # the reader is not asked: it would answer from unrelated text
+                raise NotFound(f"the memory does not mention {' or '.join(missing)}: not in the memory (add text about it "
+                               "with `longrecall memory add FILE`)")
         ranked = ranked_for(question, searcher, strategy, k, trace=trace)
         if not ranked:
             raise NotFound("nothing in the memory matches this question: no answer (add text about it with `longrecall memory add FILE`)")

@@ -31,14 +31,33 @@ def marks(question: str, count: Callable[[str], int]) -> list[str]:
     else its runs of two or more content words that it holds ("hidden number"). Single question words are no mark:
     a template word ("give", "wanted") can be as rare in the memory as a key."""
     ents, runs = key_phrases(question)
-    keys = [e for e in dict.fromkeys(ents) if count(e) > 0]
+    keys = [e for e in dict.fromkeys(ents) if e.lower() not in OPENERS and count(e) > 0]
     if not keys:  # a name opening the question ("Amara needs the pram back") is a key too, when the memory holds it
-        first = re.match(r"\s*([A-Z][a-z]+)(?:'s)?\b", question)
-        name = first.group(1) if first else ""
-        keys = [name] if name and name.lower() not in STOPWORDS | OPENERS and count(name) > 0 else []
+        keys = [n for n in names(question)[:1] if " " not in n and count(n) > 0]
     if not keys:
         keys = [p for p in dict.fromkeys(" ".join(r) for r in runs if len(r) >= 2) if count(p) > 0]
     return keys
+
+
+def names(question: str) -> list[str]:
+    """The named things of a question, adjacent names joined ("Port Hollis", "brave-otter", "E885", "Kofi")."""
+    ents = [e for e in key_phrases(question)[0] if e.lower() not in OPENERS]
+    first = re.match(r"\s*([A-Z][a-z]+)(?:'s)?\b", question)
+    if first and first.group(1).lower() not in STOPWORDS | OPENERS and first.group(1) not in ents:
+        ents.insert(0, first.group(1))
+    out: list[str] = []
+    for e in ents:
+        if out and re.search(re.escape(out[-1]) + r"(?:'s)?\s+" + re.escape(e), question):
+            out[-1] = f"{out[-1]} {e}"
+        else:
+            out.append(e)
+    return out
+
+
+def holds_none(question: str, count: Callable[[str], int]) -> list[str]:
+    """The question's named things when the memory holds none of them (then it cannot hold the answer), else []."""
+    named = names(question)
+    return named if named and all(count(n) == 0 for n in named) else []
 
 
 def focus(question: str, chunks: Sequence[Chunk], count: Callable[[str], int], trace: Sequence[dict] = ()) -> list[Chunk]:
