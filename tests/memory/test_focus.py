@@ -70,5 +70,4 @@ def test_a_question_about_names_the_memory_never_mentions_is_not_answered(tmp_pa
     mem._generator = lambda prompt: "locker 4417"
     with pytest.raises(NotFound, match="does not mention Cyrus"):
         mem.ask("If you wanted Cyrus's hat, where would you go?")
-    assert mem.ask("If you wanted Cyrus's hat, where would you go?", focus=False, generate=False).context  # the old path
     mem.close()
