@@ -95,7 +95,8 @@ def test_ask_item_scores_and_accounts_through_memory_ask(tmp_path, base):
     absent = next(it for it in world.items if not it.planted)
     assert e2e.ask_item(mem, absent, "auto", True)["abstained"] is True
     mem._generator = lambda prompt: "4417"
-    assert e2e.ask_item(mem, absent, "auto", True)["abstained"] is False
+    assert e2e.ask_item(mem, absent, "auto", True)["abstained"] is True  # names nothing the memory holds: not read
+    assert e2e.ask_item(mem, absent, "auto", True, focus=False)["abstained"] is False  # a reader that always answers
     assert e2e.ask_item(mem, single, "auto", True)["lost_by"] == "reading"
     mem.close()
 
