@@ -212,6 +212,11 @@ def test_memory_says_when_nothing_matches(tmp_path, capsys):
     code = cli_main(["memory", "ask", "What is the capital of France?", "--store", db])
     captured = capsys.readouterr()
     assert code == 1 and captured.out == ""
+    assert captured.err.strip() == ("error: the memory does not mention France: not in the memory "
+                                    "(add text about it with `longrecall memory add FILE`)")
+    code = cli_main(["memory", "ask", "what would the weather be like tomorrow?", "--store", db])
+    captured = capsys.readouterr()
+    assert code == 1 and captured.out == ""
     assert captured.err.strip() == ("error: nothing in the memory matches this question: no answer "
                                     "(add text about it with `longrecall memory add FILE`)")
 
