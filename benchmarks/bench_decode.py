@@ -14,31 +14,21 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from bench_prefill import median_time  # benchmarks/ is on the path when a script here runs
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-
-
-def timed(fn, reps: int) -> float:
-    fn()
-    out = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        fn()
-        out.append(time.perf_counter() - t0)
-    return statistics.median(out)
 
 
 def measure(model, length: int, new_tokens: int, reps: int) -> dict:
     ids = torch.randint(200, 40_000, (1, length))
     with torch.no_grad():
-        prefill = timed(lambda: model(ids, use_cache=True), reps)
-        gen = timed(lambda: model.generate(ids, max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False,
+        prefill = median_time(lambda: model(ids, use_cache=True), reps)
+        gen = median_time(lambda: model.generate(ids, max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False,
                                            pad_token_id=0), reps)
     decode = max(1e-9, gen - prefill)
     return {"length": length, "prefill_s": round(prefill, 3), "prefill_tok_s": round(length / prefill, 1),

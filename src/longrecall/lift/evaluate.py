@@ -29,12 +29,16 @@ from .ask import prompt_messages
 from .folder import CONTEXT, load
 
 
+def _ids_of(tok, messages: list[dict]) -> torch.Tensor:
+    return torch.tensor([tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=False)])
+
+
 def _generate(model, tok, messages: list[dict], max_new_tokens: int = 32) -> str:
-    ids = tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=False)
+    ids = _ids_of(tok, messages)
     with torch.no_grad():
-        out = model.generate(torch.tensor([ids]), attention_mask=torch.ones(1, len(ids), dtype=torch.long),
-                             max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tok.pad_token_id)
-    return tok.decode(out[0, len(ids):], skip_special_tokens=True).strip()
+        out = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new_tokens, do_sample=False,
+                             pad_token_id=tok.pad_token_id)
+    return tok.decode(out[0, ids.shape[1]:], skip_special_tokens=True).strip()
 
 
 def needle_questions(sample: dict, seed: int = 0) -> list[dict]:
@@ -76,10 +80,6 @@ def never_ingested(sample: dict, n: int, seed: int = 0) -> list[dict]:
         if key not in text:
             out.append({"question": rng.choice(pool(QUESTIONS_ONE, "heldout")).format(name=rng.choice(names), key=key), "key": key})
     return out
-
-
-def _ids_of(tok, messages: list[dict]) -> torch.Tensor:
-    return torch.tensor([tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=False)])
 
 
 def gate_statistics(model, tok, sets: dict[str, list[list[dict]]], out: Path) -> dict | None:

@@ -16,7 +16,6 @@ import re
 import statistics
 import time
 from dataclasses import dataclass, field
-from typing import Callable
 
 FAMILIES = ("single", "all_needles", "chain", "nonliteral")
 ABSENT_FAMILIES = ("single", "chain", "nonliteral")  # "every X" asks about a kind that is always somewhere
@@ -120,12 +119,13 @@ def base_text(n_chars: int, seed: int) -> str:
     from ..niah.haystacks import package_docs_text, prose_text
 
     docs = re.sub(r"\s+", " ", package_docs_text())
+    wrapped = docs + " " + docs  # a slice that runs off the end continues from the start
     parts, size, i, pos = [], 0, 0, 0
     while size < n_chars:
         if i % 2 == 0 or len(docs) < 1000:
             p = prose_text(1500, seed * 100_003 + i)
         else:
-            p, pos = (docs + " " + docs)[pos:pos + 200_000], (pos + 200_000) % len(docs)
+            p, pos = wrapped[pos:pos + 200_000], (pos + 200_000) % len(docs)
         parts.append(p)
         size += len(p) + 1
         i += 1
@@ -236,17 +236,3 @@ def _pct(xs: list[float], q: int) -> float | None:
         return None
     xs = sorted(xs)
     return round(xs[min(len(xs) - 1, int(round(q / 100 * (len(xs) - 1))))], 3)
-
-
-def run_world(mem_factory: Callable, world: World, rows_spec: list[tuple[str, str, Callable | None]], k: int = 6,
-              budget_chars: int = 6000) -> dict[str, list[dict]]:
-    """Ingest the world into a fresh memory, then ask every item once per (row name, strategy, generator)."""
-    out: dict[str, list[dict]] = {}
-    mem = mem_factory(world)
-    try:
-        for name, strategy, gen in rows_spec:
-            mem._generator = gen
-            out[name] = [ask_item(mem, it, strategy, gen is not None, k, budget_chars) for it in world.items]
-    finally:
-        mem.close()
-    return out
