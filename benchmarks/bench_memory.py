@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from longrecall.memory.api import Memory
+from longrecall.memory.bench import chars_per_token
 from longrecall.memory.store import SQLiteStore
 
 PIECE_SENTENCES = 4000  # ~60k tokens of prose per piece
@@ -31,12 +32,6 @@ def prose(n_sentences: int, seed: int) -> str:
         words = "the old fisherman a quiet student repaired painted a wooden bridge near the harbour at dawn slowly".split()
         return " ".join(" ".join(rng.choice(words) for _ in range(14)).capitalize() + "." for _ in range(n_sentences))
     return prose_text(n_sentences, seed)
-
-
-def chars_per_token(sample: str) -> float:
-    from longrecall.models import load_tokenizer
-
-    return len(sample) / len(load_tokenizer("default")(sample, add_special_tokens=False)["input_ids"])
 
 
 def make_pieces(n_tokens: int, cpt: float, seed: int) -> list[str]:
