@@ -64,19 +64,24 @@ def weighted_choice(rng: random.Random, pairs: list[tuple[Any, float]]) -> Any:
     return rng.choices([p for p, _ in pairs], weights=[w for _, w in pairs], k=1)[0]
 
 
+TRAIN_PHRASINGS = ("train", "grammar")
+
+
 @dataclass
 class Mix:
-    """The distribution records are drawn from; depths are uniform in [0, 1]; phrasings always the train pool."""
+    """The distribution records are drawn from; depths are uniform in [0, 1]; phrasings from the train pool, or the
+    train pool grown by the grammar (never the held-out pool)."""
 
     tasks: list[tuple[str, float]]
     lengths: list[tuple[int, float]]
     haystacks: list[tuple[str, float]]
     needle_kinds: list[tuple[str, float]]
     corpus: str | None = None
+    phrasing: str = "train"
 
     def as_dict(self) -> dict:
         axes = ("tasks", "lengths", "haystacks", "needle_kinds")
-        return {k: [[a, w] for a, w in getattr(self, k)] for k in axes} | {"corpus": self.corpus}
+        return {k: [[a, w] for a, w in getattr(self, k)] for k in axes} | {"corpus": self.corpus, "phrasing": self.phrasing}
 
 
 def _check(name: str, allowed, what: str) -> str:
@@ -94,7 +99,10 @@ def mix_from_args(a) -> Mix:
         haystacks=parse_weighted(a.haystacks or hay_default, lambda h: _check(h, HAYSTACKS, "haystack"), "haystack"),
         needle_kinds=parse_weighted(a.needle_kinds, lambda k: _check(k, NEEDLE_KINDS, "needle kind"), "needle kind"),
         corpus=a.corpus,
+        phrasing=getattr(a, "phrasing", "train"),
     )
+    if mix.phrasing not in TRAIN_PHRASINGS:
+        raise UserError(f"phrasing '{mix.phrasing}' is not for training data: use {' or '.join(TRAIN_PHRASINGS)}")
     if any(h == "user" and w > 0 for h, w in mix.haystacks) and not a.corpus:
         raise UserError("haystack 'user' needs your text: pass --corpus FILE_OR_FOLDER or drop 'user' from --haystacks")
     if a.corpus and not Path(a.corpus).exists():
@@ -116,7 +124,7 @@ def draw_spec(mix: Mix, seed: int, index: int, split: str = "train", label: str 
         needle_kind=weighted_choice(rng, mix.needle_kinds),
         seed=seed * SEED_STRIDE + SPLIT_OFFSET[split] + index + attempt * 100_003,
         corpus=mix.corpus,
-        phrasing="train",  # the held-out pool is for evaluation only
+        phrasing=mix.phrasing,  # train or grammar: the held-out pool is for evaluation only
     )
 
 
@@ -133,6 +141,8 @@ def add_mix_arguments(p: argparse.ArgumentParser, n: int = 2000) -> None:
     p.add_argument("--corpus", default=None, help="file or folder of .txt/.md/.jsonl for haystack 'user'")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--tokenizer", default="default", help="'default' (embedded SmolLM2), a model folder or a hub id")
+    p.add_argument("--phrasing", default="train", choices=TRAIN_PHRASINGS,
+                   help="train: the fixed training phrasings; grammar: many more forms composed by niah/grammar.py")
     p.add_argument("--chain-of-hops", type=float, default=0.5, help="probability of a hop-by-hop answer for chain/vartrack")
 
 

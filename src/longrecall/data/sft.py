@@ -96,8 +96,9 @@ HOP_FORMATS = {"arrow", "facts"}  # drawn with probability --chain-of-hops, for 
 
 def needle_name(nd: dict) -> str:
     """The needle's name ('secret code'), found by re-forming its sentence from the known templates; '' if none fits."""
-    for name in (x for kind in N.NAMES.values() for pool in kind for x in pool):
-        for tmpl in N.NEEDLE_TEMPLATES[0] + N.NEEDLE_TEMPLATES[1]:
+    names = [x for pair in N.NAMES.values() for x in N.pool(pair, "grammar") + list(pair[1]) if x in nd["text"]]
+    for name in sorted(names, key=len, reverse=True):  # 'secret code' before 'code'
+        for tmpl in N.pool(N.NEEDLE_TEMPLATES, "grammar") + N.NEEDLE_TEMPLATES[1]:
             if N.needle_sentence(tmpl, name, nd["key"], nd["value"]) == nd["text"]:
                 return name
     return ""

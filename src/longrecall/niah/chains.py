@@ -83,7 +83,7 @@ def _facts(rng, phrasing, person, item, ents):
     for hop, ent in enumerate(ents):
         kind = TYPES[hop + 1]
         train, held = HOPS[kind]
-        pool = {"train": train, "heldout": held, "any": train + held}[phrasing]
+        pool = {"train": train, "grammar": train, "heldout": held, "any": train + held}[phrasing]
         out.append(rng.choice(pool).format(a=prev, b=ent, item=item))
         prev = ent
     return out

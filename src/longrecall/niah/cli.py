@@ -34,7 +34,7 @@ def add_spec_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--haystack", default="noise", help="comma list: noise, prose, user, needles")
     p.add_argument("--needle-kind", default="number", help="comma list: number, word, uuid")
     p.add_argument("--corpus", default=None, help="file or folder of .txt/.md/.jsonl for --haystack user")
-    p.add_argument("--phrasing", default="train", choices=["train", "heldout", "any"], help="template pool")
+    p.add_argument("--phrasing", default="train", choices=["train", "grammar", "heldout", "any"], help="template pool (grammar: the train pool grown by a compositional grammar)")
     p.add_argument("--n-needles", type=int, default=None, help="needle count for all_needles/multivalue/multiquery")
     p.add_argument("--n-distractors", type=int, default=None)
     p.add_argument("--hops", type=int, default=None, help="hops for chain/vartrack (1-4)")

@@ -16,9 +16,13 @@ import numpy as np
 from ..errors import UserError
 from . import haystacks as H
 from . import tokens as T
+from .task import pool as phrasing_pool
 from .families import get_family
 
 GENERATOR_VERSION = "2"
+
+# train: the fixed training pools; grammar: those grown by niah/grammar.py; heldout: evaluation only; any: both.
+PHRASINGS = ("train", "grammar", "heldout", "any")
 
 SYSTEMS = (
     [
@@ -50,7 +54,7 @@ class GenSpec:
     needle_kind: str = "number"  # number | word | uuid
     seed: int = 0
     corpus: str | None = None  # file or folder for haystack 'user'
-    phrasing: str = "train"  # train | heldout | any: which pool of templates and questions
+    phrasing: str = "train"  # train | grammar | heldout | any: which pool of templates and questions
     n_needles: int | None = None  # all_needles / multivalue / multiquery count (None: family default, random)
     n_distractors: int | None = None
     hops: int | None = None  # chain / vartrack hops (None: random 1-4)
@@ -65,8 +69,8 @@ class GenSpec:
             raise UserError(f"unknown haystack '{self.haystack}': use one of {', '.join(H.HAYSTACKS)}")
         if self.needle_kind not in ("number", "word", "uuid"):
             raise UserError(f"unknown needle kind '{self.needle_kind}': use number, word or uuid")
-        if self.phrasing not in ("train", "heldout", "any"):
-            raise UserError(f"unknown phrasing '{self.phrasing}': use train, heldout or any")
+        if self.phrasing not in PHRASINGS:
+            raise UserError(f"unknown phrasing '{self.phrasing}': use {', '.join(PHRASINGS)}")
         if self.direction not in ("forward", "backward", "any"):
             raise UserError(f"unknown direction '{self.direction}': use forward, backward or any")
         if not 0.0 <= self.depth <= 1.0:
@@ -229,9 +233,8 @@ def generate_sample(spec: GenSpec, tok) -> Sample:
     sid = sample_id(spec)
     rng = random.Random(sid)
     task = get_family(spec.task).build(spec, rng)
-    pool = 0 if spec.phrasing == "train" else 1
-    system = rng.choice(SYSTEMS[pool] if spec.phrasing != "any" else SYSTEMS[0] + SYSTEMS[1])
-    instruction = rng.choice(INSTRUCTIONS[pool] if spec.phrasing != "any" else INSTRUCTIONS[0] + INSTRUCTIONS[1])
+    system = rng.choice(phrasing_pool(SYSTEMS, spec.phrasing))
+    instruction = rng.choice(phrasing_pool(INSTRUCTIONS, spec.phrasing))
     budget = spec.answer_budget if spec.answer_budget is not None else task.answer_budget
     prefix = task.answer_prefix if spec.answer_prefix else ""
     target = spec.length - budget

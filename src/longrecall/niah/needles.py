@@ -123,7 +123,11 @@ ANSWER_FORMATS = (
 
 
 def pool(pair: tuple[list, list], phrasing: str) -> list:
-    """Pick the train pool, the held-out pool, or both ('any')."""
+    """Pick the train pool, the held-out pool, both ('any'), or the train pool grown by the grammar ('grammar')."""
+    if phrasing == "grammar":
+        from .grammar import pool as grown
+
+        return grown(pair)
     train, held = pair
     return {"train": train, "heldout": held, "any": train + held}[phrasing]
 

@@ -39,6 +39,10 @@ def ordered_depths(rng: random.Random, first: float, n: int) -> list[float]:
 
 
 def pool(pair: tuple[list, list], phrasing: str) -> list:
-    """The train pool, the held-out pool, or both ('any')."""
+    """The train pool, the held-out pool, or both ('any'); 'grammar' uses the train pool where it has no grammar."""
     train, held = pair
+    if phrasing == "grammar":
+        from .grammar import pool as grown
+
+        return grown(pair)
     return {"train": list(train), "heldout": list(held), "any": list(train) + list(held)}[phrasing]

@@ -1,0 +1,68 @@
+"""The phrasing grammar: many training forms per meaning, none of them a held-out form, and the old pools unchanged."""
+import re
+
+from longrecall.niah import GenSpec, generate_sample
+from longrecall.niah import grammar as G
+from longrecall.niah import needles as N
+from longrecall.niah.generate import INSTRUCTIONS, SYSTEMS
+
+PAIRS = {"needle": N.NEEDLE_TEMPLATES, "question_one": N.QUESTIONS_ONE, "question_all_of_key": N.QUESTIONS_ALL_OF_KEY,
+         "question_every": N.QUESTIONS_EVERY, "system": SYSTEMS, "instruction": INSTRUCTIONS}
+PAIRS |= {f"name_{k}": pair for k, pair in N.NAMES.items()}
+
+
+def _grams(text: str, n: int = 4) -> set[tuple]:
+    words = re.findall(r"\{\w+\}|[a-z']+", text.lower())
+    return {tuple(words[i:i + n]) for i in range(len(words) - n + 1)}
+
+
+def test_the_grammar_grows_every_pool_and_keeps_the_train_forms():
+    grown = G.pools()
+    assert set(grown) == set(PAIRS)
+    for name, pair in PAIRS.items():
+        assert grown[name][: len(pair[0])] == list(pair[0]), name
+        assert len(set(grown[name])) == len(grown[name]) > len(pair[0]), name
+    assert len(grown["needle"]) >= 100 and len(grown["question_one"]) >= 200
+
+
+def test_no_grown_form_is_or_echoes_a_held_out_form():
+    held = [h for pair in PAIRS.values() for h in pair[1]]
+    held_grams = set().union(*(_grams(h) for h in held))
+    train_grams = set().union(*(_grams(t) for pair in PAIRS.values() for t in pair[0]))
+    for name, forms in G.pools().items():
+        for form in forms:
+            assert form not in held, form
+            assert not (_grams(form) & held_grams) - train_grams, form  # no 4-word run of a held-out form
+    for kind, (_, held_names) in N.NAMES.items():
+        for name in G.pools()[f"name_{kind}"]:
+            assert not any(h in name or name in h for h in held_names), name
+
+
+def test_grown_forms_fill_with_every_slot():
+    for form in G.pools()["needle"]:
+        text = N.needle_sentence(form, "door code", "brave-otter", "1234567")
+        assert "brave-otter" in text and "1234567" in text and "door code" in text and "{" not in text, form
+        assert text[0].isupper() and text.endswith("."), text
+
+
+def test_grammar_samples_use_grown_forms_and_old_pools_are_unchanged(tok):
+    questions = set()
+    for seed in range(12):
+        s = generate_sample(GenSpec(task="single", length=512, haystack="noise", phrasing="grammar", seed=seed), tok)
+        assert s.answers[0] in s.context and s.phrasing == "grammar"
+        questions.add(s.question)
+    assert len(questions) == 12  # twelve seeds, twelve different wordings (a 5-form pool would repeat)
+    spec = dict(task="multikey", length=1024, haystack="prose", seed=5)
+    a, b = (generate_sample(GenSpec(phrasing=p, **spec), tok) for p in ("train", "heldout"))
+    assert a.system in SYSTEMS[0] and b.system in SYSTEMS[1] and a.instruction in INSTRUCTIONS[0]
+    assert generate_sample(GenSpec(phrasing="train", **spec), tok).prompt_tokens == a.prompt_tokens
+
+
+def test_sft_answers_name_the_needle_in_grammar_samples(tok):
+    from longrecall.data import sft
+
+    for seed in range(4):
+        for task in ("single", "multiquery", "all_needles"):
+            s = generate_sample(GenSpec(task=task, length=1024, haystack="noise", phrasing="grammar", seed=seed), tok)
+            view = sft.view_of(s)
+            assert view.name and view.name in s.needles[0]["text"], (task, s.needles[0]["text"])
