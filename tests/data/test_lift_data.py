@@ -113,7 +113,7 @@ def test_cli_writes_identical_files_for_the_same_seed(tmp_path, sample):
                          endpoint=None, segment_length=256, seed=seed)
         assert main(args) == 0
         outs.append({p.name: p.read_bytes() for p in sorted((tmp_path / name).iterdir())})
-    assert set(outs[0]) == {"segments.jsonl", "contextual.jsonl", "qa.jsonl", "manifest.json"}
+    assert set(outs[0]) == {"segments.jsonl", "contextual.jsonl", "qa.jsonl", "retain.jsonl", "manifest.json"}
     assert outs[0] == outs[1]
     assert outs[0]["qa.jsonl"] != outs[2]["qa.jsonl"]
     m = json.loads(outs[0]["manifest.json"])

@@ -67,7 +67,11 @@ def test_evaluate_scores_each_model_and_mode_and_the_control_set(tok, tmp_path, 
     # Control: questions about another text, given in context. The base reads it; this adapter answers only from its
     # memory of the ingested input, so the control catches it (the "must not get worse" check).
     assert result["control_base"] == 100.0 and result["control_adapter"] == 0.0
-    controls = {"adapter": prompts["adapter"][-3:], "base": prompts["base"][-3:]}
+    n = len(ev_chats())
+    controls = {who: prompts[who][-3 - n:-n] for who in ("adapter", "base")}
+    assert [m[0]["content"] for m in prompts["base"][-n:]] == list(ev_chats())  # then the ordinary chats, to both
+    # The scripted adapter answers chats "I don't know." and the base echoes them: none is the same as the base's.
+    assert result["chats_same_as_base"] == 0.0 and len(json.loads((tmp_path / "out" / "chats.json").read_text())) == n
     assert controls["adapter"] == controls["base"]  # same control prompts for both models
     needle_texts = [n["text"] for n in sample["needles"]]
     for messages in controls["base"]:
@@ -77,6 +81,12 @@ def test_evaluate_scores_each_model_and_mode_and_the_control_set(tok, tmp_path, 
     assert len({json.dumps(m) for m in controls["base"]}) == 3  # three different control samples
     saved = json.loads((tmp_path / "out" / "result.json").read_text())
     assert saved == result and len(json.loads((tmp_path / "out" / "questions.json").read_text())) == 4
+
+
+def ev_chats():
+    from longrecall.lift.evaluate import CHATS
+
+    return CHATS
 
 
 @pytest.mark.parametrize("collapsed,rate", [(False, 0.0), (True, 100.0)])

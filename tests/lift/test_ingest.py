@@ -85,3 +85,25 @@ def test_schedule_two_stages_and_shipped_configs(tiny_dir):
     add_arguments(p)
     a = p.parse_args(["--input", "x", "--output-dir", "y", "--adapter", "lora", "--set", "data.qa=cloze"])
     assert (a.adapter, a.set) == ("lora", ["data.qa=cloze"])
+
+
+def test_retain_records_with_a_gate_penalty_keep_the_gate_shut_on_chats(tiny_dir, text_file, tmp_path):
+    """Same ingest twice, the gate penalty off and on: the penalty's run ends with smaller gates on ordinary chats."""
+    from longrecall.lift.folder import load
+    from longrecall.lift.gated_memory import gate_means
+
+    tok = load_tokenizer("default")
+    chats = [torch.tensor([tok.apply_chat_template([{"role": "user", "content": c}], add_generation_prompt=True,
+                                                   tokenize=True, return_dict=False)]) for c in ("Name a bird.", "What is 2 plus 2?")]
+    means = {}
+    for penalty in (0.0, 10.0):
+        out = tmp_path / f"p{penalty}"
+        m = ingest(text_file, out, _cfg(tiny_dir, gate_penalty=penalty, max_new_tokens=4, loss_eval_segments=0,
+                                        **{"data.retain_chats": 3, "data.retain_absent": 2}), progress=False)
+        retained = [h for h in m["loss_history"] if h["kind"].startswith("retain")]
+        assert len(retained) == 5 and all(("gate" in h) == (penalty > 0) for h in retained)
+        assert (out / "data" / "retain.jsonl").read_text().count("retain_chat") == 3
+        load.cache_clear()
+        model, _, _ = load(str(out))
+        means[penalty] = sum(abs(g) for g in gate_means(model, chats))
+    assert means[10.0] < means[0.0]

@@ -60,6 +60,14 @@ class LiftDataConfig:
     """Model name at the endpoint; empty = the first one it lists."""
     qa_timeout: float = 120.0
     """Seconds per QA-generation request."""
+    retain_context: int = 0
+    """Retain records (data/retain.py): questions about other generated texts, asked with that text in context."""
+    retain_length: int = 512
+    """Tokens of each retain_context record."""
+    retain_chats: int = 0
+    """Retain records: ordinary chats with no context, answered as the base model answers them (made at ingest)."""
+    retain_absent: int = 0
+    """Retain records: questions about keys the input never mentions; the answer says the memory lacks them."""
 
 
 def stride_of(cfg: LiftDataConfig) -> int:
@@ -236,9 +244,11 @@ def qa_pairs(text: str, cfg: LiftDataConfig, needles: Any, endpoint: Any, rng: r
 
 
 def build_lift_dataset(text: str, tokenizer, cfg: LiftDataConfig | None = None, needles: Any = None,
-                       endpoint: str | Callable[[list[dict]], str] | None = None) -> dict[str, list[dict]]:
-    """{"segments", "contextual", "qa"} record lists. `needles`: a Sample, its dict, or its list of needle dicts;
-    `endpoint`: a base URL or a chat function (messages -> reply) for model-generated QA."""
+                       endpoint: str | Callable[[list[dict]], str] | None = None,
+                       base_reply: Callable[[list[dict]], str] | None = None) -> dict[str, list[dict]]:
+    """{"segments", "contextual", "qa", "retain"} record lists. `needles`: a Sample, its dict, or its list of needle
+    dicts; `endpoint`: a base URL or a chat function (messages -> reply) for model-generated QA; `base_reply`: the
+    base model as a chat function, for retain chats."""
     cfg = cfg or LiftDataConfig()
     if cfg.qa not in {"auto", "needles", "model", "cloze", "none"} or cfg.qa_context not in {"none", "truncated", "both"}:
         raise UserError(f"qa={cfg.qa!r}, qa_context={cfg.qa_context!r}: qa is auto|needles|model|cloze|none, qa_context none|truncated|both")
@@ -260,7 +270,20 @@ def build_lift_dataset(text: str, tokenizer, cfg: LiftDataConfig | None = None, 
             msgs = qa_messages(p["question"], head, tail) if with_ctx else qa_messages(p["question"])
             parts["qa"].append(_chat_record(f"qa-{i:05d}-{'ctx' if with_ctx else 'bare'}", "qa", msgs, p["answer"],
                                             source=p["source"], evidence=p["evidence"], context="truncated" if with_ctx else "none"))
+    parts["retain"] = retain_records(text, tokenizer, cfg, needles, base_reply)
     return parts
+
+
+def retain_records(text: str, tokenizer, cfg: LiftDataConfig, needles: Any, base_reply) -> list[dict]:
+    """The retain records the config asks for (none by default)."""
+    from . import retain
+
+    d = {"needles": needles} if isinstance(needles, list) else needles if isinstance(needles, dict) else (
+        needles.to_dict() if needles is not None else {})
+    names = sorted({nm for nd in d.get("needles", []) if (nm := _needle_name(nd))})
+    return (retain.context_records(cfg.retain_context, tokenizer, cfg.retain_length, cfg.seed)
+            + retain.chat_records(cfg.retain_chats, base_reply)
+            + retain.absent_records(cfg.retain_absent, names, text, cfg.seed))
 
 
 def encode_record(record: dict, tokenizer) -> tuple[list[int], list[int]]:

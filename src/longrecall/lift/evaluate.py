@@ -131,6 +131,10 @@ def evaluate(adapter_dir: str | Path, input_path: str | Path, out_dir: str | Pat
     for q in never_ingested(sample, never):
         ans = _generate(model, tok, prompt_messages(adapter_dir, q["question"], "none"))
         false.append({**q, "output": ans, "false_recall": any(v in ans for v in values)})
+    chats = []
+    for c in CHATS:  # ordinary questions: does the adapter leave the base model's answer as it was?
+        outs = {name: _generate(m, tok, [{"role": "user", "content": c}]) for name, m in (("adapter", model), ("base", base))}
+        chats.append({"question": c, "outputs": outs, "same_as_base": outs["adapter"] == outs["base"]})
     out = Path(out_dir)
     gates = gate_statistics(model, tok, {
         "memory questions": [prompt_messages(adapter_dir, q["question"], "none") for q in rows],
@@ -155,6 +159,7 @@ def evaluate(adapter_dir: str | Path, input_path: str | Path, out_dir: str | Pat
         "control_base": round(100 * sum(c["base"] for c in ctrl) / len(ctrl), 1) if ctrl else None,
         "false_recall": round(100 * sum(f["false_recall"] for f in false) / len(false), 1) if false else None,
         "never_ingested_questions": len(false),
+        "chats_same_as_base": round(100 * sum(c["same_as_base"] for c in chats) / len(chats), 1),
         "control_questions": len(ctrl),
         "mean_gate": gates,
         "ingest_seconds": manifest.get("seconds"),
@@ -163,6 +168,7 @@ def evaluate(adapter_dir: str | Path, input_path: str | Path, out_dir: str | Pat
     write_json(out / "questions.json", rows)
     write_json(out / "controls.json", ctrl)
     write_json(out / "never_ingested.json", false)
+    write_json(out / "chats.json", chats)
     return result
 
 

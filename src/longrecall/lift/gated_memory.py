@@ -20,10 +20,12 @@ same gradient at the start. Adapters saved without a `gate` key are the method's
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
+from typing import Iterator
 
 import torch
 from torch import nn
@@ -75,6 +77,7 @@ class GatedMemory(nn.Module):
         self.w4 = nn.Parameter(torch.zeros(heads, gate_hidden))
         self.gate_scale = 1.0
         self.record: list[float] | None = None  # set by record_gates
+        self.penalty: list[torch.Tensor] | None = None  # set by collect_gates: differentiable mean |gate| per forward
         self._query: torch.Tensor | None = None  # pre-RoPE query of the current forward, set by the q_proj hook
 
     def forward(self, query: torch.Tensor, attn: torch.Tensor) -> torch.Tensor:
@@ -87,6 +90,8 @@ class GatedMemory(nn.Module):
         if self.gate == "closed":  # the offset is computed by the same kernel on a same-shaped tensor: exactly 0 at w4 = 0
             off = torch.sigmoid(torch.full_like(logit, -3.0))
             g = (g - off) / (1.0 - off)
+        if self.penalty is not None:
+            self.penalty.append(g.abs().mean())
         gate = (g * self.gate_scale).unsqueeze(-1)
         if self.record is not None:  # gate statistics: the mean over this forward's tokens and heads
             self.record.append(float(gate.detach().float().mean()))
@@ -202,6 +207,20 @@ def gate_means(model: nn.Module, batches: list[torch.Tensor]) -> list[float]:
     finally:
         for m in mems:
             m.record = None
+
+
+@contextlib.contextmanager
+def collect_gates(model: nn.Module) -> Iterator[list[torch.Tensor]]:
+    """Inside the block, each gated layer's forward appends its mean |gate| (differentiable): a gate penalty's terms."""
+    mods = [m for m in model.modules() if isinstance(m, GatedMemory)]
+    terms: list[torch.Tensor] = []
+    for m in mods:
+        m.penalty = terms
+    try:
+        yield terms
+    finally:
+        for m in mods:
+            m.penalty = None
 
 
 def set_gate_scale(model: nn.Module, scale: float) -> None:

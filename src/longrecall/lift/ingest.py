@@ -17,6 +17,7 @@ import torch
 
 from ..config import load_config, to_dict
 from ..data.lift import LiftDataConfig, build_lift_dataset, build_manifest, encode_record, head_tail, read_input, write_lift_dataset
+from ..data.retain import RETAIN_KINDS
 from ..errors import UserError
 from ..io import write_json
 from .folder import CONTEXT, MANIFEST
@@ -69,7 +70,9 @@ class IngestConfig:
     save_data: bool = True
     """Also write the LIFT records into <output-dir>/data for inspection and reruns."""
     max_new_tokens: int = 48
-    """Answer length for `lift ask`."""
+    """Answer length for `lift ask` (and for the base model's replies to retain chats)."""
+    gate_penalty: float = 0.0
+    """Gated memory: weight of the mean |gate| added to the loss of retain records (0 = none)."""
 
 
 def _learning_rate(cfg: IngestConfig) -> float:
@@ -119,7 +122,7 @@ def schedule(parts: dict[str, list[dict]], cfg: IngestConfig) -> list[tuple[int,
     order = []
     for epoch in range(cfg.stage1_epochs):
         order += [(1, epoch, r) for r in rng.sample(seg, len(seg))]
-    mix = seg + parts.get("qa", []) * cfg.qa_repeat
+    mix = seg + parts.get("qa", []) * cfg.qa_repeat + parts.get("retain", [])
     for epoch in range(cfg.stage2_epochs):
         order += [(2, cfg.stage1_epochs + epoch, r) for r in rng.sample(mix, len(mix))]
     return order[: cfg.max_steps] if cfg.max_steps else order
@@ -138,15 +141,34 @@ def train(model, tokenizer, parts: dict[str, list[dict]], cfg: IngestConfig, pro
     bar = tqdm(schedule(parts, cfg), desc="lift ingest", unit="step", disable=not progress)
     for step, (stage, epoch, record) in enumerate(bar):
         ids, labels = encode_record(record, tokenizer)
-        loss = _loss(model, ids, labels, cfg)
+        gate = None
+        if cfg.gate_penalty and cfg.adapter == "gated" and record["kind"] in RETAIN_KINDS:
+            from .gated_memory import collect_gates
+
+            with collect_gates(model) as terms:
+                loss = _loss(model, ids, labels, cfg)
+            gate = torch.stack(terms).mean()
+            loss = loss + cfg.gate_penalty * gate
+        else:
+            loss = _loss(model, ids, labels, cfg)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
         opt.step()
         opt.zero_grad(set_to_none=True)
-        history.append({"step": step, "stage": stage, "epoch": epoch, "kind": record["kind"], "tokens": len(ids), "loss": round(loss.item(), 5)})
+        history.append({"step": step, "stage": stage, "epoch": epoch, "kind": record["kind"], "tokens": len(ids), "loss": round(loss.item(), 5)}
+                       | ({"gate": round(gate.item(), 5)} if gate is not None else {}))
         bar.set_postfix(stage=stage, loss=f"{loss.item():.3f}")
     model.eval()
     return history
+
+
+@torch.no_grad()
+def base_reply(model, tokenizer, messages: list[dict], max_new_tokens: int) -> str:
+    """The base model's greedy reply (before any adapter is attached): the target of a retain chat."""
+    ids = torch.tensor([tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=False)])
+    out = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new_tokens, do_sample=False,
+                         pad_token_id=tokenizer.pad_token_id)
+    return tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True).strip()
 
 
 def save_adapter(model, cfg: IngestConfig, out: Path) -> None:
@@ -169,11 +191,12 @@ def ingest(input_path: str | Path, output_dir: str | Path, cfg: IngestConfig | N
     t0 = time.time()
     text, sample = read_input(input_path)
     tokenizer = tokenizer or load_tokenizer(cfg.model)
-    parts = build_lift_dataset(text, tokenizer, cfg.data, needles=sample, endpoint=endpoint)
+    model = model if model is not None else load_model(cfg.model)
+    parts = build_lift_dataset(text, tokenizer, cfg.data, needles=sample, endpoint=endpoint,
+                               base_reply=lambda messages: base_reply(model, tokenizer, messages, cfg.max_new_tokens))
     data_manifest = build_manifest(text, cfg.model, cfg.data, parts, tokenizer, str(input_path))
     if cfg.save_data:
         write_lift_dataset(out / "data", parts, data_manifest)
-    model = model if model is not None else load_model(cfg.model)
     model = attach_adapter(model, cfg)
     evals = [encode_record(r, tokenizer) for r in parts["segments"]]
     before = input_loss(model, evals, cfg) if cfg.loss_eval_segments else None
