@@ -19,6 +19,18 @@ def test_every_command_has_help(words):
     assert "usage: longrecall" in r.stdout
 
 
+def test_every_command_group_has_help():
+    """`longrecall eval --help` lists its subcommands' one-line helps: argparse %-formats them, so a bare % broke it."""
+    from longrecall.cli import build_parser
+
+    groups = sorted({c[0][0] for c in COMMANDS if len(c[0]) > 1})
+    assert groups
+    for group in groups:
+        sub = next(a for a in build_parser()._subparsers._group_actions[0].choices.items() if a[0] == group)[1]
+        text = " ".join(sub.format_help().split())  # raised TypeError on a bare % before
+        assert all(f" {c[0][1]} " in text for c in COMMANDS if c[0][0] == group and len(c[0]) > 1), group
+
+
 def test_generate_writes_samples_of_the_requested_length(tmp_path, tok):
     out = tmp_path / "s.jsonl"
     assert main(["niah", "generate", "--task", "single,chain", "--length", "1k,1536", "--depth", "0,100%", "--n", "2", "--out", str(out)]) == 0

@@ -30,7 +30,7 @@ COMMANDS = [
     (("train", "merge"), "longrecall.train.lora_plus", "add_merge_arguments", "merge_main", "merge an adapter into a full model folder"),
     (("eval", "niah"), "longrecall.eval.grid", "add_arguments", "main", "NIAH grid: heatmaps, family scores, effective length"),
     (("eval", "ppl"), "longrecall.eval.perplexity", "add_arguments", "main", "perplexity by length (sliding windows)"),
-    (("eval", "scorecard"), "longrecall.eval.scorecard", "add_arguments", "main", "held-out families x lengths with 95% intervals; --compare two"),
+    (("eval", "scorecard"), "longrecall.eval.scorecard", "add_arguments", "main", "held-out families x lengths with 95%% intervals; --compare two"),
     (("eval", "compare"), "longrecall.eval.compare", "add_arguments", "main", "compare runs side by side"),
     (("eval", "agree"), "longrecall.eval.agree", "add_arguments", "main", "re-ask an Atropos evaluate run in-process and compare"),
     (("eval", "report"), "longrecall.eval.report", "add_arguments", "main", "redraw a grid's heatmaps and report from results.jsonl"),
