@@ -77,3 +77,14 @@ def test_cli_writes_json_and_plot(tiny_dir, tmp_path, capsys):
 def test_heldout_prose_is_long_enough_and_seeded(tok):
     a = P.heldout_tokens(tok, 700)
     assert len(a) == 700 and a == P.heldout_tokens(tok, 700) and a != P.heldout_tokens(tok, 700, seed=1)
+
+
+def test_pkgdocs_is_real_text_from_the_installed_packages(tiny_dir, tmp_path):
+    parser = argparse.ArgumentParser()
+    P.add_arguments(parser)
+    out = tmp_path / "docs"
+    args = parser.parse_args(["--model", str(tiny_dir), "--lengths", "64", "--stride", "32", "--max-windows", "2",
+                              "--text", "pkgdocs", "--dtype", "float32", "--output-dir", str(out)])
+    assert P.main(args) == 0
+    data = json.loads((out / "perplexity.json").read_text())
+    assert data["text"] == "pkgdocs" and data["results"][0]["windows"] == 2

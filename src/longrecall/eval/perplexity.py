@@ -109,7 +109,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default="default", help="HF id, local folder, or 'default' (embedded SmolLM2-135M)")
     parser.add_argument("--adapter", default=None, help="peft adapter folder written by `longrecall train`")
     parser.add_argument("--lengths", default="1024,4096", help="comma-separated evaluation lengths in tokens")
-    parser.add_argument("--text", default=None, help="UTF-8 text file to evaluate on (default: held-out generated prose)")
+    parser.add_argument("--text", default=None, help="UTF-8 text file to evaluate on, or 'pkgdocs' (the installed packages' READMEs: real prose); default: held-out generated prose")
     parser.add_argument("--stride", type=int, default=256, help="window step; later windows score only their last stride tokens")
     parser.add_argument("--max-windows", type=int, default=8, help="windows per length (bounds the cost)")
     parser.add_argument("--dtype", default="auto", choices=["auto", "bfloat16", "float32", "autocast"],
@@ -145,7 +145,11 @@ def main(args: argparse.Namespace) -> int:
     model.eval()
     limit = max_positions(model.config)
     text = None
-    if args.text:
+    if args.text == "pkgdocs":  # real human-written prose, offline: the installed packages' READMEs
+        from ..niah.haystacks import package_docs_text
+
+        text = package_docs_text()
+    elif args.text:
         path = Path(args.text)
         if not path.exists():
             raise UserError(f"text file {path} not found: check --text")
