@@ -23,6 +23,7 @@ COMMANDS = [
     (("data", "sft"), "longrecall.data.sft", "add_arguments", "main", "SFT chat records (direct or through Atropos)"),
     (("data", "dpo"), "longrecall.data.dpo", "add_arguments", "main", "DPO preference pairs with hard negatives"),
     (("data", "pretrain"), "longrecall.data.pretrain", "add_arguments", "main", "long documents packed into N-token blocks"),
+    (("data", "reader"), "longrecall.data.reader", "add_arguments", "main", "memory-reader chats: the prompt `memory ask` shows, gold answers"),
     (("data", "lift"), "longrecall.data.lift", "add_arguments", "main", "LIFT segments and auxiliary QA for one long input"),
     (("train", "longlora"), "longrecall.train.recipe", "add_arguments", "main", "LongLoRA: S2-Attn + LoRA + embeddings/norms + position scaling"),
     (("train", "dpo"), "longrecall.train.dpo", "add_arguments", "main", "DPO with the same adapter setup"),

@@ -71,3 +71,15 @@ def test_a_question_about_names_the_memory_never_mentions_is_not_answered(tmp_pa
     with pytest.raises(NotFound, match="does not mention Cyrus"):
         mem.ask("If you wanted Cyrus's hat, where would you go?")
     mem.close()
+
+
+def test_question_openers_of_every_wording_are_not_names():
+    """Each training question form (hundreds, from the phrasing grammar) asked about a key the memory holds is
+    answered, never refused as 'not in the memory' because of its opening word ("According", "Reading", "Quick")."""
+    from longrecall.memory.focus import holds_none
+    from longrecall.niah import grammar as G
+
+    text = "Note that the door code for brave-otter is 4417. The keepers met at noon."
+    for form in G.pools()["question_one"] + G.pools()["question_every"]:
+        q = form.format(name="door code", names="door codes", key="brave-otter")
+        assert holds_none(q, _count(text)) == [], q

@@ -42,7 +42,7 @@ class World:
     items: list[Item] = field(default_factory=list)
 
 
-def _spec(family: str, i: int, seed: int, rng: random.Random, planted: bool = True):
+def _spec(family: str, i: int, seed: int, rng: random.Random, planted: bool = True, phrasing: str = "heldout"):
     from ..niah import GenSpec
 
     kw: dict = {} if planted else {"n_distractors": 0}  # an absent question needs only its own names
@@ -55,7 +55,7 @@ def _spec(family: str, i: int, seed: int, rng: random.Random, planted: bool = Tr
         kw["hops"] = 1
     elif family == "single":
         kw["needle_kind"] = ("number", "word", "uuid")[i % 3]
-    return GenSpec(task=family, length=65536, depth=rng.random(), haystack="prose", phrasing="heldout", seed=seed, **kw)
+    return GenSpec(task=family, length=65536, depth=rng.random(), haystack="prose", phrasing=phrasing, seed=seed, **kw)
 
 
 def _identity(task) -> set[str]:
@@ -94,13 +94,16 @@ def _kinds(family: str, task) -> set[str]:
     return {x for x in names if x in q or N.plural(x).lower() in q}
 
 
-def make_item(family: str, i: int, seed: int, taken: Taken, planted: bool = True, tries: int = 50) -> Item:
-    """Task i of a family that clashes with nothing the world holds (which it then joins)."""
+def make_item(family: str, i: int, seed: int, taken: Taken, planted: bool = True, tries: int = 50,
+              phrasing: str = "heldout") -> Item:
+    """Task i of a family that clashes with nothing the world holds (which it then joins). Held-out phrasings unless
+    asked otherwise (the reader's training data, data/reader.py, uses the training ones)."""
     from ..niah.families import get_family
 
     for t in range(tries):
-        rng = random.Random(f"memory-e2e-{family}-{seed}-{i}-{t}")
-        spec = _spec(family, i, seed * 1000 + i, rng, planted)
+        label = "memory-e2e" if phrasing == "heldout" else f"memory-train-{phrasing}"
+        rng = random.Random(f"{label}-{family}-{seed}-{i}-{t}")
+        spec = _spec(family, i, seed * 1000 + i, rng, planted, phrasing)
         task = get_family(family).build(spec, rng)
         kinds = _kinds(family, task)
         if taken.clashes(task, kinds):
@@ -149,12 +152,13 @@ def plant(text: str, items: list[Item]) -> str:
     return "".join(out)
 
 
-def make_world(base: str, w: int, seed: int, families=FAMILIES, absent: int = 1) -> World:
+def make_world(base: str, w: int, seed: int, families=FAMILIES, absent: int = 1, phrasing: str = "heldout") -> World:
     """World w: one task of each family planted in `base`, and `absent` questions about things it does not hold."""
     taken = Taken()
-    items = [make_item(f, w, seed, taken) for f in families]
+    items = [make_item(f, w, seed, taken, phrasing=phrasing) for f in families]
     fams = [f for f in ABSENT_FAMILIES if f in families] or list(families)
-    items += [make_item(fams[(w + j) % len(fams)], 10_000 + w * 10 + j, seed, taken, planted=False) for j in range(absent)]
+    items += [make_item(fams[(w + j) % len(fams)], 10_000 + w * 10 + j, seed, taken, planted=False, phrasing=phrasing)
+              for j in range(absent)]
     return World(plant(base, items), items)
 
 

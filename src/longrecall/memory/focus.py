@@ -16,10 +16,13 @@ from ..rag.chunking import Chunk, sentence_spans
 from ..rag.multihop import _has_word, key_phrases
 from ..rag.retrievers import STOPWORDS
 
-# Words that open a question or a request, not names.
+# Words that open a question or a request, not names ("According to the notes, ...", "Quick question: ...").
 OPENERS = frozenset(
     "give tell find list name what which who whom whose where when why how look enumerate write go please return state "
-    "say report provide identify locate recall search read extract someone somebody anyone everyone check show".split())
+    "say report provide identify locate recall search read extract someone somebody anyone everyone check show "
+    "according based using reading looking considering given regarding about quick one from in on as per now so then "
+    "also and but next first again retrieve collect fetch count gather let can could would should do does did is are "
+    "was were has have had just only".split())
 
 
 def sentences(chunk: Chunk) -> list[Chunk]:
