@@ -64,6 +64,8 @@ def test_evaluate_scores_each_model_and_mode_and_the_control_set(tok, tmp_path, 
     assert result["recall_no_context"] == 100.0 and result["recall_truncated"] == 100.0  # the adapter remembers
     assert result["base_no_context"] == 0.0 and result["base_truncated"] == 25.0  # the base sees only the kept needle
     assert result["outside_base_truncated"] == 0.0 and result["outside_adapter_truncated"] == 100.0
+    # LIFT + retrieval row: the same questions through the memory, the base reading (here echoing) the evidence
+    assert result["recall_retrieval"] == 100.0
     # Control: questions about another text, given in context. The base reads it; this adapter answers only from its
     # memory of the ingested input, so the control catches it (the "must not get worse" check).
     assert result["control_base"] == 100.0 and result["control_adapter"] == 0.0

@@ -82,6 +82,30 @@ def never_ingested(sample: dict, n: int, seed: int = 0) -> list[dict]:
     return out
 
 
+def retrieval_answers(model, tok, sample: dict, questions: list[str]) -> list[str]:
+    """The same questions through the memory instead (`memory ask` on the input's text, the base model reading the
+    focused evidence): the LIFT + retrieval comparison. Nothing found is an empty answer."""
+    import tempfile
+
+    from ..errors import NotFound
+    from ..memory.api import SYSTEM, Memory
+
+    reader = lambda prompt: _generate(model, tok, [{"role": "system", "content": SYSTEM}, {"role": "user", "content": prompt}])  # noqa: E731
+    out = []
+    with tempfile.TemporaryDirectory(prefix="lift-rag-") as tmp:
+        mem = Memory(Path(tmp) / "memory.db", embedder=None, generator=reader)
+        try:
+            mem.add_text(sample.get("context", ""), source="input")
+            for q in questions:
+                try:
+                    out.append(mem.ask(q).answer or "")
+                except NotFound:
+                    out.append("")
+        finally:
+            mem.close()
+    return out
+
+
 def gate_statistics(model, tok, sets: dict[str, list[list[dict]]], out: Path) -> dict | None:
     """Mean gate per layer for each set of chats (None for adapters without a gate); gates.json + gates.png."""
     from .gated_memory import gate_means
@@ -118,6 +142,8 @@ def evaluate(adapter_dir: str | Path, input_path: str | Path, out_dir: str | Pat
             ans = _generate(m, tok, prompt_messages(adapter_dir, q["question"], mode))
             row[key] = {"answer": ans, "correct": found(q["answer"], ans)}
         rows.append(row)
+    for row, answer in zip(rows, retrieval_answers(base, tok, sample, [q["question"] for q in rows])):
+        row["retrieval_base"] = {"answer": answer, "correct": found(row["answer"], answer)}
     ctrl, ctrl_samples = [], []
     for i in range(control):
         spec = GenSpec(task="single", length=min(1024, sample.get("length", 1024)), depth=0.5, haystack="prose", seed=10_000 + i, phrasing="heldout")
@@ -155,6 +181,7 @@ def evaluate(adapter_dir: str | Path, input_path: str | Path, out_dir: str | Pat
         "base_no_context": acc("base_none"),
         "outside_adapter_truncated": acc("adapter_truncated", outside),
         "outside_base_truncated": acc("base_truncated", outside),
+        "recall_retrieval": acc("retrieval_base"),
         "control_adapter": round(100 * sum(c["adapter"] for c in ctrl) / len(ctrl), 1) if ctrl else None,
         "control_base": round(100 * sum(c["base"] for c in ctrl) / len(ctrl), 1) if ctrl else None,
         "false_recall": round(100 * sum(f["false_recall"] for f in false) / len(false), 1) if false else None,
