@@ -187,9 +187,10 @@ def test_eval_metrics_wait_for_the_next_step_log_and_keep_the_rollout_table(make
     asyncio.run(env.evaluate())
     assert logged == [] and env.rollouts_for_wandb == [[("rollout of this step", 1.0)]]  # nothing logged mid-step
     asyncio.run(env.wandb_log({"train/x": 1}))  # the step's log carries the eval metrics and the rollout table
-    assert logged == [({"train/x": 1, "eval/score": 1.0, "eval/n": 1}, [[("rollout of this step", 1.0)]])]
+    counts = {"train/groups_drawn": 0, "train/groups_all_equal": 0}
+    assert logged == [({"train/x": 1, **counts, "eval/score": 1.0, "eval/n": 1}, [[("rollout of this step", 1.0)]])]
     asyncio.run(env.wandb_log({}))
-    assert logged[-1][0] == {}  # logged once
+    assert logged[-1][0] == counts  # the eval metrics are logged once
 
 
 def test_the_eval_grid_covers_every_configured_haystack_and_value_kind():
@@ -274,3 +275,34 @@ def test_evaluate_in_rag_mode_sends_the_retrieved_context(make_env, tok, fake_se
     assert metrics == {"eval/rag/score": 1.0, "eval/rag/n": 1}
     sent = env.server.calls[0]["messages"][-1]["content"]
     assert shown.context in sent and full.context not in sent
+
+
+def test_adaptive_curriculum_moves_each_family_and_logs_it(make_env, tok, fake_server):
+    """Groups a family always solves move it one rung harder (longer, more hops); the step log carries the levels
+    and how many groups were all-equal (dynamic sampling's count)."""
+    env = make_env(tasks=["single", "chain"], lengths=[256, 384], curriculum="adaptive", ramp_window=2, group_size=2)
+    items = [asyncio.run(env.get_next_item()) for _ in range(8)]
+    assert {(s.task, s.length) for s in items} <= {("single", 256), ("chain", 256)}
+    chains = [s for s in items if s.task == "chain"]
+    assert chains and all(len(s.chain) == 2 for s in chains)  # the first rung: 2 hops
+    single = next(s for s in items if s.task == "single")
+    env.server = fake_server({single.messages()[-1]["content"]: [single.answers[0], single.answers[0]]})
+    for _ in range(2):
+        group, _ = asyncio.run(env.collect_trajectories(single))
+    assert env.adaptive.levels == {"single": 1, "chain": 0} and env.adaptive.history[-1]["length"] == 384
+    assert env.groups_drawn == 2 and env.groups_dropped == 2  # both groups all-equal (1.0, 1.0)
+    later = [asyncio.run(env.get_next_item()) for _ in range(12)]
+    assert {s.length for s in later if s.task == "single"} == {384}
+
+
+def test_evidence_credit_asks_for_evidence_and_pays_for_it(make_env, tok, fake_server):
+    env = make_env(group_size=2, evidence_credit=0.5)
+    item = asyncio.run(env.get_next_item())
+    assert "Evidence:" in item.question and item.answer_budget > generate_sample(GenSpec(task="single", length=256, seed=0), tok).answer_budget - 1
+    target = next(n for n in item.needles if n["role"] == "target")
+    cited = f"Evidence:\n{target['text']}\nAnswer: {item.answers[0]}"
+    env.server = fake_server({item.messages()[-1]["content"]: [cited, item.answers[0]]})
+    group, _ = asyncio.run(env.collect_trajectories(item))
+    assert group["scores"] == [1.0, 0.5]  # the bare answer earns the answer's half only
+    with pytest.raises(Exception, match="answer prefix"):
+        make_env(evidence_credit=0.5, answer_prefix=True)

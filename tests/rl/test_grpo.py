@@ -64,3 +64,22 @@ def test_cli_overrides_and_bad_settings():
         validate(GrpoConfig(tasks=["nope"]))
     with pytest.raises(UserError, match="unknown config key 'num_generation'"):
         config_from_args(["--set", "num_generation=4"])
+
+
+def test_evidence_credit_rows_and_reward_and_the_env_gets_one_config(tok):
+    from longrecall.rl.atropos_consumer import env_settings
+    from longrecall.rl.grpo import evidence_reward
+
+    cfg = GrpoConfig(tasks=["single"], lengths=[256], n_prompts=2, evidence_credit=0.4, answer_prefix=False)
+    rows = build_rows(validate(cfg), tok)
+    assert all("Evidence:" in r["prompt"] for r in rows)
+    d = json.loads(rows[0]["sample"])
+    target = next(n for n in d["needles"] if n["role"] == "target")
+    cited, bare = f"Evidence:\n{target['text']}\nAnswer: {d['answers'][0]}", d["answers"][0]
+    assert evidence_reward(0.4)([cited, bare], sample=[rows[0]["sample"]] * 2) == pytest.approx([1.0, 0.6])
+    env = env_settings(GrpoConfig(via="atropos", curriculum="adaptive", evidence_credit=0.4, dynamic_sampling=True))
+    assert (env["curriculum"], env["evidence_credit"], env["ensure_scores_are_not_same"]) == ("adaptive", 0.4, True)
+    for bad, words in [(dict(curriculum="adaptive"), "via: atropos"), (dict(dynamic_sampling=True), "via: atropos"),
+                       (dict(evidence_credit=2.0), "evidence_credit"), (dict(evidence_credit=0.3, answer_prefix=True), "answer prefix")]:
+        with pytest.raises(UserError, match=words):
+            validate(GrpoConfig(**bad))

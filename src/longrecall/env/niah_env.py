@@ -20,15 +20,17 @@ from pathlib import Path
 from typing import Optional
 
 from atroposlib.envs.base import APIServerConfig, BaseEnv, BaseEnvConfig
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from ..errors import UserError
 from ..io import write_json
 from ..models import resolve
 from ..niah import FAMILIES, GenSpec, Sample, generate_sample, generate_samples, score
+from ..niah.curriculum import Adaptive
+from ..niah.evidence import ask_for_evidence, credit
 
 logger = logging.getLogger(__name__)
-CURRICULA = ("uniform", "length_ramp")
+CURRICULA = ("uniform", "length_ramp", "adaptive")
 # full: the whole haystack; rag: the question with plain top-k retrieved sentences of that haystack; hybrid: what the
 # question's own strategy retrieves (multi-hop for chains, find-all for every-X questions). Both within rag_budget.
 CONTEXT_MODES = {"full": None, "rag": "topk", "hybrid": "auto"}
@@ -60,10 +62,18 @@ class NiahEnvConfig(BaseEnvConfig):
         "sends them. Without ids the answer text is re-tokenized (an end token only when finish_reason is 'stop')",
     )
     curriculum: str = Field(
-        default="uniform", description="uniform | length_ramp (start at the shortest length, unlock the next as reward rises)"
+        default="uniform", description="uniform | length_ramp (start at the shortest length, unlock the next as reward rises) "
+        "| adaptive (per family, a ladder of length and needles/hops/distractors, moved to keep the reward in "
+        "[adapt_low, adapt_high]; rl/curriculum.py)"
     )
     ramp_threshold: float = Field(default=0.6, description="length_ramp: mean group reward that unlocks the next length")
-    ramp_window: int = Field(default=8, description="length_ramp: groups averaged before deciding")
+    ramp_window: int = Field(default=8, description="length_ramp / adaptive: groups averaged before deciding")
+    adapt_low: float = Field(default=0.3, description="adaptive: a family's mean reward under this moves it one rung easier")
+    adapt_high: float = Field(default=0.7, description="adaptive: a family's mean reward over this moves it one rung harder")
+    evidence_credit: float = Field(
+        default=0.0, description="weight w of the evidence F1 in the reward: the prompt asks for 'Evidence:' lines, then "
+        "'Answer:'; reward = (1 - w) * answer score + w * evidence F1 against the target needles (niah.evidence); 0 = off")
+    evidence_tokens: int = Field(default=160, description="evidence_credit: extra answer tokens for the cited sentences")
     context_mode: str = Field(
         default="full", description="full (the whole haystack) | rag (plain top-k retrieved sentences of it) | hybrid "
         "(multi-hop / find-all retrieval chosen by the question); rag and hybrid keep rag_budget tokens of context")
@@ -135,6 +145,17 @@ class NiahEnvConfig(BaseEnvConfig):
             raise UserError(f"unknown curriculum '{v}': use {' or '.join(CURRICULA)}")
         return v
 
+    @model_validator(mode="after")
+    def _evidence(self):
+        if not 0.0 <= self.evidence_credit <= 1.0:
+            raise UserError(f"evidence_credit {self.evidence_credit}: use a weight in [0, 1] (0 = off, e.g. 0.3)")
+        if self.evidence_credit and self.answer_prefix:
+            raise UserError("evidence_credit asks for 'Evidence:' before the answer, which an answer prefix cuts off: "
+                            "set answer_prefix false")
+        if not 0.0 <= self.adapt_low < self.adapt_high <= 1.0:
+            raise UserError(f"adapt_low {self.adapt_low} / adapt_high {self.adapt_high}: need 0 <= low < high <= 1")
+        return self
+
 
 def draw_spec(cfg: NiahEnvConfig, index: int, level: int = -1) -> GenSpec:
     """The index-th training spec: seeded by (seed, index); lengths limited to the `level+1` shortest (-1: all)."""
@@ -147,6 +168,11 @@ def draw_spec(cfg: NiahEnvConfig, index: int, level: int = -1) -> GenSpec:
         needle_kind=rng.choice(cfg.needle_kinds), seed=cfg.seed * 1_000_003 + index, phrasing=cfg.phrasing,
         corpus=cfg.corpus if haystack == "user" else None, answer_prefix=cfg.answer_prefix,
     )
+
+
+def with_evidence(sample: Sample, weight: float, extra_tokens: int) -> Sample:
+    """With evidence credit on, the question asks for the supporting sentences first, and the answer may be longer."""
+    return ask_for_evidence(sample, extra_tokens) if weight else sample
 
 
 def with_context_mode(sample: Sample, tokenizer, mode: str, budget: int) -> Sample:
@@ -232,7 +258,7 @@ def tokenize_rollout(tokenizer, messages: list[dict], completion: str | Rollout,
 
 
 def build_group(tokenizer, sample: Sample, completions: list[str | Rollout], prompt_ids: list[int] | None = None,
-                policy_version: int | None = None) -> dict:
+                policy_version: int | None = None, evidence_credit: float = 0.0) -> dict:
     """A ScoredDataGroup for Atropos: tokens, masks, rewards, chats, and the sample's identity.
 
     `policy_version` (the policy server's optimizer step when it sampled the group) travels in generation_params,
@@ -244,7 +270,7 @@ def build_group(tokenizer, sample: Sample, completions: list[str | Rollout], pro
         tokens, masks = tokenize_rollout(tokenizer, messages, rollout, prompt_ids, sample.answer_prefix)
         group["tokens"].append(tokens)
         group["masks"].append(masks)
-        group["scores"].append(score(sample, rollout.text))
+        group["scores"].append(credit(sample, rollout.text, evidence_credit) if evidence_credit else score(sample, rollout.text))
         group["messages"].append(messages + [{"role": "assistant", "content": sample.answer_prefix + rollout.text}])
     if policy_version is not None:
         group["generation_params"] = {"policy_version": int(policy_version)}
@@ -312,6 +338,9 @@ class NiahEnv(BaseEnv):
         self.index = 0
         self.failed_groups = 0
         self.ramp = LengthRamp(len(config.lengths), config.ramp_threshold, config.ramp_window)
+        self.adaptive = Adaptive(list(config.tasks), list(config.lengths), config.adapt_low, config.adapt_high,
+                                 config.ramp_window) if config.curriculum == "adaptive" else None
+        self.groups_drawn = self.groups_dropped = 0  # dynamic sampling: groups whose rollouts all scored the same
         self.eval_metrics: list[tuple[str, float]] = []  # logged with the next wandb_log, as atroposlib's envs do
 
     @classmethod
@@ -337,8 +366,11 @@ class NiahEnv(BaseEnv):
     async def get_next_item(self) -> Sample:
         level = self.ramp.level if self.config.curriculum == "length_ramp" else -1
         spec = draw_spec(self.config, self.index, level)
+        if self.adaptive is not None:
+            spec = dataclasses.replace(spec, **self.adaptive.setting(spec.task))
         self.index += 1
         sample = generate_sample(spec, self.tokenizer)
+        sample = with_evidence(sample, self.config.evidence_credit, self.config.evidence_tokens)
         return with_context_mode(sample, self.tokenizer, self.config.context_mode, self.config.rag_budget)
 
     def sampling_kwargs(self, temperature: float, max_tokens: int) -> dict:
@@ -385,8 +417,16 @@ class NiahEnv(BaseEnv):
                 )
             return None, []
         self.failed_groups = 0
-        group = build_group(self.tokenizer, item, rollouts, prompt_ids, version)
-        self.ramp.update(statistics.fmean(group["scores"]))
+        group = build_group(self.tokenizer, item, rollouts, prompt_ids, version, self.config.evidence_credit)
+        mean = statistics.fmean(group["scores"])
+        self.ramp.update(mean)
+        if self.adaptive is not None:
+            event = self.adaptive.update(item.task, mean)
+            if event:
+                logger.info("curriculum: %s", json.dumps(event))
+        self.groups_drawn += 1
+        if len(set(group["scores"])) == 1:
+            self.groups_dropped += 1  # the library drops it when ensure_scores_are_not_same is on
         return group, []
 
     async def evaluate(self, *args, **kwargs) -> dict:
@@ -439,6 +479,9 @@ class NiahEnv(BaseEnv):
     async def wandb_log(self, wandb_metrics: Optional[dict] = None) -> None:
         """The library's log of the step, with the metrics of evaluations finished since the last one."""
         wandb_metrics = dict(wandb_metrics or {})
+        wandb_metrics |= {"train/groups_drawn": self.groups_drawn, "train/groups_all_equal": self.groups_dropped}
+        if self.adaptive is not None:
+            wandb_metrics |= self.adaptive.metrics()
         for name, value in self.eval_metrics:
             wandb_metrics[name] = value
         self.eval_metrics = []

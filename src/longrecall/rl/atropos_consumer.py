@@ -226,7 +226,9 @@ def env_settings(cfg) -> dict:
            "needle_kinds": cfg.needle_kinds, "phrasing": cfg.phrasing, "answer_prefix": bool(cfg.answer_prefix),
            "temperature": cfg.temperature, "top_p": cfg.top_p,
            "group_size": cfg.num_generations, "seed": cfg.seed, "max_num_workers_per_node": 1,
-           "max_batches_offpolicy": 1}  # queue one batch ahead at most: older rollouts are dropped (see the module doc)
+           "max_batches_offpolicy": 1,  # queue one batch ahead at most: older rollouts are dropped (see the module doc)
+           "curriculum": cfg.curriculum, "evidence_credit": cfg.evidence_credit,
+           "ensure_scores_are_not_same": cfg.dynamic_sampling}
     if cfg.max_completion_length:
         env["answer_max_tokens"] = cfg.max_completion_length
     return {**env, **cfg.atropos.env}

@@ -23,6 +23,7 @@ from ..errors import UserError
 from ..io import atomic_open
 from ..models import train_bf16
 from ..niah import FAMILIES, GenSpec, generate_samples, score
+from ..niah.evidence import ask_for_evidence, credit
 from .atropos_consumer import AtroposConfig
 from .policy import HAVE_LORA_PLUS, LoraPlusConfig, adapter_record, build_policy, param_groups, save_policy, write_logs
 
@@ -77,6 +78,15 @@ class GrpoConfig:
     """Context to scale RoPE positions to (LongLoRA's linear interpolation); None keeps the native positions."""
     scaling_method: str = "linear"
     """Position scaling: linear | yarn."""
+    evidence_credit: float = 0.0
+    """Weight w of the evidence F1 (niah.evidence): prompts ask for 'Evidence:' lines then 'Answer:'; reward =
+    (1 − w) · answer score + w · evidence F1. Same key as the env's `evidence_credit` (via atropos: passed to it)."""
+    curriculum: str = "uniform"
+    """uniform | adaptive (per-family difficulty kept at the edge of competence; the Atropos env draws the prompts
+    online, so adaptive needs via: atropos; the TRL path trains on a fixed prompt set)."""
+    dynamic_sampling: bool = False
+    """Drop groups whose rollouts all score the same and draw others until the batch is full (DAPO). The env does it
+    (its ensure_scores_are_not_same), so it needs via: atropos; the env logs drawn and all-equal group counts."""
     lr: float = 1e-5
     """Learning rate (constant after warmup)."""
     warmup_steps: int = 0
@@ -131,6 +141,14 @@ def validate(cfg: GrpoConfig) -> GrpoConfig:
         (cfg.num_generations >= 2, f"num_generations must be >= 2 (GRPO compares answers within a group), got {cfg.num_generations}"),
         (cfg.n_prompts >= 1 and cfg.prompts_per_step >= 1 and cfg.max_steps >= 1, "n_prompts, prompts_per_step and max_steps must be >= 1"),
         (cfg.lr > 0, f"lr must be positive, got {cfg.lr}: use 1e-5"),
+        (0.0 <= cfg.evidence_credit <= 1.0, f"evidence_credit must be a weight in [0, 1], got {cfg.evidence_credit}: use 0.3"),
+        (not (cfg.evidence_credit and cfg.answer_prefix), "evidence_credit asks for 'Evidence:' before the answer, which an "
+                                                          "answer prefix cuts off: set answer_prefix: false"),
+        (cfg.curriculum in ("uniform", "adaptive"), f"curriculum must be uniform or adaptive, got '{cfg.curriculum}'"),
+        (cfg.curriculum == "uniform" or cfg.via == "atropos", "curriculum: adaptive draws prompts online from the Atropos "
+                                                              "env: set via: atropos (the TRL path trains on a fixed prompt set)"),
+        (not cfg.dynamic_sampling or cfg.via == "atropos", "dynamic_sampling drops and redraws groups in the Atropos env: "
+                                                           "set via: atropos (TRL gives all-equal groups zero advantage)"),
         (cfg.temperature > 0, f"temperature must be > 0 for sampled groups, got {cfg.temperature}: use 1.0"),
         (HAVE_LORA_PLUS or not cfg.adapter, "adapter: needs longrecall.train.lora_plus (missing): unset adapter"),
         (not cfg.use_vllm or cfg.vllm_server_base_url, "use_vllm needs vllm_server_base_url (start `trl vllm-serve --model MODEL`)"),
@@ -168,6 +186,8 @@ def prompt_text(tokenizer, sample) -> str:
 def build_rows(cfg: GrpoConfig, tokenizer) -> list[dict]:
     """Dataset rows {"prompt": text, "sample": JSON of the scoring fields} (TRL passes extra columns to rewards)."""
     samples = generate_samples(draw_specs(cfg), tokenizer)
+    if cfg.evidence_credit:
+        samples = [ask_for_evidence(s) for s in samples]
     return [{"prompt": prompt_text(tokenizer, s), "sample": json.dumps({k: getattr(s, k) for k in SCORING_KEYS}),
              "answer_budget": s.answer_budget} for s in samples]
 
@@ -179,6 +199,15 @@ def _text(completion) -> str:
 def niah_reward(completions, sample, **_) -> list[float]:
     """TRL reward function: `niah.score` of each completion against the sample (JSON column) it answers."""
     return [score(json.loads(s) if isinstance(s, str) else s, _text(c)) for c, s in zip(completions, sample)]
+
+
+def evidence_reward(weight: float):
+    """TRL reward function with evidence credit: (1 − w) · answer score + w · evidence F1 (niah.evidence)."""
+    def reward(completions, sample, **_) -> list[float]:
+        return [credit(json.loads(s) if isinstance(s, str) else s, _text(c), weight) for c, s in zip(completions, sample)]
+
+    reward.__name__ = "evidence_reward"  # TRL logs each reward function by name
+    return reward
 
 
 def _trainer_cls():
@@ -232,7 +261,7 @@ def make_trainer(cfg: GrpoConfig, callbacks: list | None = None):
         use_vllm=cfg.use_vllm, vllm_mode="server", vllm_server_base_url=cfg.vllm_server_base_url,
     )
     trainer = _trainer_cls()(
-        model=model, reward_funcs=[niah_reward], args=args, train_dataset=Dataset.from_list(rows), processing_class=tokenizer,
+        model=model, reward_funcs=[evidence_reward(cfg.evidence_credit) if cfg.evidence_credit else niah_reward], args=args, train_dataset=Dataset.from_list(rows), processing_class=tokenizer,
         callbacks=callbacks, lora_cfg=None if cfg.adapter else cfg.lora,
     )
     return trainer, tokenizer
