@@ -136,3 +136,28 @@ def test_bench_bad_input_is_one_line_naming_the_fix(tmp_path, args, fix):
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 2 and fix in r.stderr and "Traceback" not in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_two_bench_rows_compare_paired_by_world_and_family(tmp_path):
+    import json
+    from argparse import Namespace
+
+    import pytest
+
+    from longrecall.errors import UserError
+    from longrecall.memory import bench
+
+    def row(name, world, family, score):
+        return {"row": name, "size": 1000, "world": world, "family": family, "planted": True, "score": score}
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir(), b.mkdir()
+    (a / "results.jsonl").write_text("\n".join(json.dumps(row("tuned:auto", w, "chain", 0.0)) for w in range(6)) + "\n")
+    (b / "results.jsonl").write_text("\n".join(json.dumps(row("tuned:auto", w, "chain", 1.0 if w < 5 else 0.0))
+                                               for w in range(7)) + "\n")  # world 6 has no partner: left out
+    args = Namespace(output_dir=str(tmp_path / "c"), compare=[f"{a}:tuned:auto", f"{b}:tuned:auto"])
+    assert bench.main(args) == 0
+    d = json.loads((tmp_path / "c" / "compare.json").read_text())["delta"]["chain"]
+    assert (d["n"], d["won"], d["tied"], d["lost"]) == (6, 5, 1, 0) and round(d["mean"], 1) == 83.3
+    with pytest.raises(UserError, match="has no row"):
+        bench.main(Namespace(output_dir=str(tmp_path / "d"), compare=[f"{a}:base:topk", f"{b}:tuned:auto"]))

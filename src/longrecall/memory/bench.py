@@ -81,11 +81,39 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--output-dir", required=True)
     ap.add_argument("--no-focus", action="store_true", help="show readers whole retrieved chunks (the ablation of memory.focus)")
     ap.add_argument("--work-dir", default=None, help="where the stores go (default: a temp dir, deleted)")
+    ap.add_argument("--compare", nargs=2, metavar=("DIR:ROW", "DIR:ROW"), default=None,
+                    help="compare two rows of finished runs, paired by world and family (B − A); writes compare.json/.md")
+
+
+def compare(specs: list[str], out: Path) -> int:
+    """`--compare A_DIR:ROW B_DIR:ROW`: B − A per family, paired by (size, world, family)."""
+    picked = []
+    for spec in specs:
+        folder, _, row = spec.partition(":")
+        f = Path(folder) / "results.jsonl"
+        if not folder or not f.exists():
+            raise UserError(f"--compare {spec}: write it as DIR:ROW with DIR holding a bench's results.jsonl (e.g. runs/memory:tuned:auto)")
+        rows = [r for r in map(json.loads, f.read_text().splitlines()) if r.get("row") == row]
+        if not rows:
+            raise UserError(f"--compare {spec}: {f} has no row '{row}': use one of its rows (e.g. tuned:auto)")
+        picked.append(rows)
+    result = e2e.paired_rows(*picked)
+    write_json(out / "compare.json", {"a": specs[0], "b": specs[1], "delta": result})
+    lines = [f"# {specs[1]} − {specs[0]}", "", "| family | n | delta (points, 95% CI) | won / tied / lost |", "|---|---|---|---|"]
+    for fam, d in result.items():
+        if d:
+            lines.append(f"| {fam} | {d['n']} | {d['mean']:+.1f} [{d['lo']:+.1f}, {d['hi']:+.1f}] | {d['won']} / {d['tied']} / {d['lost']} |")
+    with atomic_open(out / "compare.md") as fh:
+        fh.write("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return 0
 
 
 def main(args) -> int:
     out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
+    if getattr(args, "compare", None):
+        return compare(args.compare, out)
     try:
         rows, sizes_ = parse_rows(args.rows), parse_sizes(args.sizes)
     except (ValueError, IndexError):

@@ -240,3 +240,19 @@ def _pct(xs: list[float], q: int) -> float | None:
         return None
     xs = sorted(xs)
     return round(xs[min(len(xs) - 1, int(round(q / 100 * (len(xs) - 1))))], 3)
+
+
+def paired_rows(rows_a: list[dict], rows_b: list[dict], seed: int = 0) -> dict:
+    """B − A per family (and all planted questions) over the questions both answered, by (size, world, family):
+    paired 95% interval and won/tied/lost, as the scorecard compares."""
+    from ..eval import stats
+
+    def keyed(rows):
+        return {(r["size"], r["world"], r["family"]): r["score"] for r in rows if r["planted"] and r.get("score") is not None}
+
+    a, b = keyed(rows_a), keyed(rows_b)
+    out = {}
+    for fam in [*dict.fromkeys(k[2] for k in a), "all"]:
+        sel = lambda d: {"-".join(map(str, k)): v for k, v in d.items() if fam in ("all", k[2])}  # noqa: E731
+        out[fam] = stats.paired(sel(a), sel(b), seed=seed)
+    return out
