@@ -112,6 +112,7 @@ def test_bad_input_is_a_user_error(tmp_path):
         (["--haystacks", "user"], "--corpus"),
         (["--lengths", "1k:x"], "not a number"),
         (["--needle-kinds", "emoji"], "unknown needle kind"),
+        (["--haystacks", "user", "--corpus", "pkgdocs"], "held-out real text"),
     ]:
         with pytest.raises(UserError, match=words):
             sft.main(parse(sft, "--output-dir", str(tmp_path), *argv))

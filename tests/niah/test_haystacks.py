@@ -34,3 +34,14 @@ def test_split_sentences():
 def test_noise_repeats_the_classic_sentences():
     stream = H.sentence_stream("noise", 0)
     assert [next(stream) for _ in range(6)] == H.NOISE + H.NOISE[:1]
+
+
+def test_stdlib_is_real_training_text_disjoint_from_the_held_out_pkgdocs(tok):
+    from longrecall.niah import GenSpec, generate_sample
+    from longrecall.niah.haystacks import load_corpus
+
+    train, held = load_corpus("stdlib"), load_corpus("pkgdocs")
+    assert len(train) > 1000 and not set(train) & set(held)
+    s = generate_sample(GenSpec(task="single", length=1024, haystack="user", corpus="stdlib", seed=1), tok)
+    assert sum(sent in s.context for sent in train[:: max(1, len(train) // 2000)]) >= 1  # its sentences fill the haystack
+

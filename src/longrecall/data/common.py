@@ -65,6 +65,7 @@ def weighted_choice(rng: random.Random, pairs: list[tuple[Any, float]]) -> Any:
 
 
 TRAIN_PHRASINGS = ("train", "grammar")
+NAMED_CORPORA = ("stdlib", "pkgdocs")  # built-in real text: stdlib for training, pkgdocs held out for evaluation
 
 
 @dataclass
@@ -105,7 +106,10 @@ def mix_from_args(a) -> Mix:
         raise UserError(f"phrasing '{mix.phrasing}' is not for training data: use {' or '.join(TRAIN_PHRASINGS)}")
     if any(h == "user" and w > 0 for h, w in mix.haystacks) and not a.corpus:
         raise UserError("haystack 'user' needs your text: pass --corpus FILE_OR_FOLDER or drop 'user' from --haystacks")
-    if a.corpus and not Path(a.corpus).exists():
+    if a.corpus == "pkgdocs":
+        raise UserError("corpus pkgdocs is the scorecard's held-out real text: train on --corpus stdlib (Python's docstrings) "
+                        "or your own text")
+    if a.corpus and a.corpus not in NAMED_CORPORA and not Path(a.corpus).exists():
         raise UserError(f"corpus {a.corpus} does not exist: pass a .txt/.md/.jsonl file or a folder of them")
     for length, _ in mix.lengths:
         if length < 256:
@@ -138,7 +142,8 @@ def add_mix_arguments(p: argparse.ArgumentParser, n: int = 2000) -> None:
     p.add_argument("--lengths", default="512,1k,2k,4k,8k", help="target lengths with optional weights, e.g. 512:3,2k:2,8k:1")
     p.add_argument("--haystacks", default=None, help="noise,prose,needles (default; +user with --corpus), weights allowed")
     p.add_argument("--needle-kinds", default="number,word,uuid", help="needle value kinds, weights allowed")
-    p.add_argument("--corpus", default=None, help="file or folder of .txt/.md/.jsonl for haystack 'user'")
+    p.add_argument("--corpus", default=None, help="file or folder of .txt/.md/.jsonl for haystack 'user', or 'stdlib' (Python's "
+                   "docstrings: real prose for training; 'pkgdocs' is the scorecard's held-out real text)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--tokenizer", default="default", help="'default' (embedded SmolLM2), a model folder or a hub id")
     p.add_argument("--phrasing", default="train", choices=TRAIN_PHRASINGS,

@@ -153,10 +153,39 @@ def package_docs_text(min_chars: int = 2000) -> str:
     return "\n\n".join(texts)
 
 
+def stdlib_docs_text(min_chars: int = 300) -> str:
+    """Real human-written prose for *training* haystacks, offline and disjoint from `pkgdocs` (the held-out real
+    text): the docstrings of Python's standard library, read with `ast` from its sources (nothing is imported)."""
+    import ast
+    import os
+
+    root = Path(os.__file__).parent
+    texts = []
+    for path in sorted(root.glob("*.py")) + sorted(root.glob("*/*.py")):
+        if any(part in ("test", "tests", "idlelib", "site-packages", "lib2to3") for part in path.parts[len(root.parts):]):
+            continue
+        try:
+            tree = ast.parse(path.read_text(encoding="utf-8", errors="replace"))
+        except (SyntaxError, ValueError):
+            continue
+        for node in [tree, *ast.walk(tree)]:
+            if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+                doc = ast.get_docstring(node)
+                if doc and len(doc) >= min_chars:
+                    texts.append(" ".join(ln for ln in doc.splitlines() if not re.match(r"\s*(>>>|\.\.\.|[-=~*]{3,})", ln)))
+    return "\n\n".join(dict.fromkeys(texts))
+
+
 @functools.lru_cache(maxsize=4)
 def load_corpus(corpus: str | Path) -> list[str]:
     """Sentences of a user corpus (a file or a folder of .txt/.md/.jsonl files, read in sorted order).
-    The name `pkgdocs` gives the READMEs of the installed packages (real prose, offline)."""
+    The name `pkgdocs` gives the READMEs of the installed packages (real prose, offline; the scorecard's held-out real
+    text), `stdlib` the docstrings of Python's standard library (real prose for training, disjoint from pkgdocs)."""
+    if str(corpus) == "stdlib":
+        pkg = set(load_corpus("pkgdocs"))
+        sentences = [s for s in split_sentences(stdlib_docs_text()) if len(s.split()) >= 4 and not re.search(r"\d{4,}", s)
+                     and s not in pkg]
+        return sentences
     if str(corpus) == "pkgdocs":
         sentences = [s for s in split_sentences(package_docs_text()) if len(s.split()) >= 4 and not re.search(r"\d{4,}", s)]
         if not sentences:
