@@ -66,3 +66,18 @@ def test_sft_answers_name_the_needle_in_grammar_samples(tok):
             s = generate_sample(GenSpec(task=task, length=1024, haystack="noise", phrasing="grammar", seed=seed), tok)
             view = sft.view_of(s)
             assert view.name and view.name in s.needles[0]["text"], (task, s.needles[0]["text"])
+
+
+def test_training_samples_never_show_a_held_out_name_even_as_a_distractor(tok):
+    """Every family and haystack, train and grammar phrasings: no held-out needle name anywhere in the prompt (a
+    distractor named 'vault combination' would teach the model to skip the held-out name it is later asked for)."""
+    from longrecall.niah import FAMILIES
+
+    held = [h.lower() for _, pool in N.NAMES.values() for h in pool]
+    for phrasing in ("train", "grammar"):
+        for task in FAMILIES:
+            for haystack in ("needles", "prose"):
+                for seed in range(3):
+                    s = generate_sample(GenSpec(task=task, length=768, haystack=haystack, phrasing=phrasing, seed=seed), tok)
+                    text = f"{s.system} {s.user_message()}".lower()
+                    assert not [h for h in held if h in text], (phrasing, task, haystack, seed)

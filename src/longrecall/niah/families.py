@@ -18,9 +18,10 @@ from .task import depths as _depths
 
 
 def _distractor_names(kind: str, phrasing: str) -> list[str]:
-    """Names for distractor needles: training samples never see a held-out name, even as a distractor."""
+    """Names for distractor needles: training samples (train or grammar phrasings) never see a held-out name, even
+    as a distractor."""
     train, held = N.NAMES[kind]
-    return list(train) if phrasing == "train" else list(train) + list(held)
+    return N.pool(N.NAMES[kind], phrasing) if phrasing in ("train", "grammar") else list(train) + list(held)
 
 
 def _pick(rng, pair, phrasing):
