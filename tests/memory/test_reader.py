@@ -57,7 +57,7 @@ def test_text_output_is_the_answer_then_evidence_then_the_trace(tmp_path, capsys
     assert ask_main(_parse(["Which room is Chiara's locker in?", "--store", db, "-k", "1"])) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[0] == "Room C33."
-    assert out[2].startswith("evidence (") and "reader base (embedded SmolLM2-135M-Instruct)" in out[2]
+    assert out[2].startswith("evidence (") and "reader reader-v1 (the shipped memory reader" in out[2]
     assert any(line.startswith("  [chains.txt @ ") and "room C33" in line for line in out)
     assert "trace:" in out and any(line.startswith("  hop 0 via the question") for line in out)
     assert any(line.startswith("  hop 1 via") and "5521" in line for line in out)
@@ -67,7 +67,7 @@ def test_text_output_is_the_answer_then_evidence_then_the_trace(tmp_path, capsys
 
 def test_the_reader_comes_from_the_flag_then_the_environment(monkeypatch, tmp_path):
     monkeypatch.delenv("LONGRECALL_READER", raising=False)
-    assert R.reader_spec(None) == "base"
+    assert R.reader_spec(None) == "reader-v1"  # the shipped reader is the default
     monkeypatch.setenv("LONGRECALL_READER", str(tmp_path))
     assert R.reader_spec(None) == str(tmp_path) and R.reader_spec("base") == "base"
 
@@ -87,3 +87,26 @@ def test_an_adapter_reader_loads_on_its_recorded_base(monkeypatch, tmp_path):
 def test_a_reader_that_is_neither_is_one_line(db, tmp_path):
     with pytest.raises(UserError, match="--reader .*not 'base', an adapter folder"):
         ask_main(_parse(["Which room is Alice's locker in?", "--store", db, "--reader", str(tmp_path / "nothing")]))
+
+
+def test_the_shipped_reader_is_a_loadable_adapter_on_the_embedded_model(monkeypatch):
+    meta = json.loads((R.SHIPPED_DIR / "longrecall_adapter.json").read_text())
+    assert meta["base_model"] == "default" and meta["positions"]["factor"] == 1
+    assert (R.SHIPPED_DIR / "adapter_model.safetensors").stat().st_size > 1_000_000
+    calls = []
+    monkeypatch.setattr("longrecall.memory.api.default_generator", lambda *a, **k: calls.append((a, k)) or fake_model)
+    assert R.load_reader("reader-v1") is fake_model and calls == [(("default", 64), {"adapter": str(R.SHIPPED_DIR)})]
+
+
+@pytest.mark.integration
+def test_the_shipped_reader_reads_a_chain_and_a_key_among_neighbours():
+    """The real model with reader-v1, on names and wordings it was not trained on: a two-hop chain to its end beside
+    a distractor link, and one key's value among its neighbours'."""
+    from longrecall.memory.api import build_prompt
+
+    read = R.load_reader("reader-v1", max_new_tokens=24)
+    notes = "Marisol keeps the drum kit in locker 7730.\n\nLocker 7730 is in room K41.\n\nLocker 1208 is in room P9."
+    assert "K41" in read(build_prompt("Which room holds Marisol's drum kit?", notes))
+    codes = "The door code for amber-falcon is 4417204.\n\nThe door code for brave-otter is 9021377."
+    answer = read(build_prompt("What is the door code for brave-otter?", codes))
+    assert "9021377" in answer and "4417204" not in answer

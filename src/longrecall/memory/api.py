@@ -379,7 +379,7 @@ def add_ask_arguments(p) -> None:
                    help="show the reader whole retrieved chunks, not only the sentences that bear on the question")
     p.add_argument("--reader", default=None, metavar="base|ADAPTER|MODEL",
                    help="who answers: 'base' (the embedded model), an adapter folder or a merged model folder "
-                        "(default $LONGRECALL_READER, else base); the output names it")
+                        "(default $LONGRECALL_READER, else reader-v1, the shipped memory reader); the output names it")
     p.add_argument("--json", action="store_true", help="print the answer, evidence and hop trace as JSON")
     p.add_argument("--no-evidence", action="store_true", help="print only the answer (or the retrieved text)")
     _store_arg(p)

@@ -1,9 +1,11 @@
 """Who answers a `memory ask`, and the evidence shown with the answer.
 
-    longrecall memory ask "Which room holds Kofi's bicycle?"                      # reader: the embedded base model
+    longrecall memory ask "Which room holds Kofi's bicycle?"                      # reader: the shipped reader-v1
     longrecall memory ask "..." --reader runs/cpu/train/adapter --json           # an adapter (or a merged folder)
 
-The reader is `--reader`, else $LONGRECALL_READER, else the embedded base model; the output always names it.
+The reader is `--reader`, else $LONGRECALL_READER, else reader-v1, the shipped memory reader (a LoRA on the embedded
+model trained on the prompts the memory shows its reader; `--reader base` is the embedded model alone); the output
+always names it.
 Evidence: each retrieved piece with its document, character offsets and text; for a multi-hop question, the
 hop-by-hop trace (which entities were followed, and which pieces each hop reached).
 """
@@ -16,16 +18,20 @@ from pathlib import Path
 from ..errors import UserError
 
 BASE = "base"
+SHIPPED = "reader-v1"  # the default: a LoRA reader trained on memory-ask prompts (memory/readers/reader-v1/README.md)
+SHIPPED_DIR = Path(__file__).parent / "readers" / SHIPPED
 
 
 def reader_spec(arg: str | None) -> str:
-    """The reader to use: the flag, else $LONGRECALL_READER, else the embedded base model."""
-    return arg or os.environ.get("LONGRECALL_READER") or BASE
+    """The reader to use: the flag, else $LONGRECALL_READER, else the shipped reader (reader-v1)."""
+    return arg or os.environ.get("LONGRECALL_READER") or SHIPPED
 
 
 def describe(spec: str) -> str:
     if spec in (BASE, "default"):
         return "base (embedded SmolLM2-135M-Instruct)"
+    if spec == SHIPPED:
+        return f"{SHIPPED} (the shipped memory reader: a LoRA on SmolLM2-135M-Instruct)"
     kind = "adapter" if (Path(spec) / "adapter_config.json").exists() else "model"
     return f"{kind} {spec}"
 
@@ -36,6 +42,8 @@ def load_reader(spec: str, max_new_tokens: int = 64):
 
     if spec in (BASE, "default"):
         return default_generator("default", max_new_tokens)
+    if spec == SHIPPED:
+        return default_generator("default", max_new_tokens, adapter=str(SHIPPED_DIR))
     folder = Path(spec)
     if (folder / "adapter_config.json").exists():
         from ..train.lora_plus import read_adapter_info
