@@ -79,7 +79,8 @@ def line_chart(series: Mapping[str, Mapping[int, "float | None"]], path: str | o
         ax.set_xscale("log", base=2)
     lengths = sorted({L for per in series.values() for L in per})
     if lengths:
-        ax.set_xticks(lengths, [str(L) for L in lengths])
+        step = -(-len(lengths) // 16)  # at most 16 labels: 30 layers' numbers would run into each other
+        ax.set_xticks(lengths[::step], [str(L) for L in lengths[::step]])
     if ylim:
         ax.set_ylim(*ylim)
     ax.set_xlabel(xlabel)
