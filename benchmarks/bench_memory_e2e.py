@@ -1,7 +1,7 @@
 """The memory end to end at 1M-10M tokens: the same as `longrecall memory bench` (src/longrecall/memory/bench.py).
 
     OMP_NUM_THREADS=1 python benchmarks/bench_memory_e2e.py --sizes 1000000:50,10000000:10 \\
-        --rows retrieval:auto,retrieval:topk,base:topk:10,tuned:topk:10,tuned:auto --tuned runs/cpu/train/adapter \\
+        --rows retrieval:auto,retrieval:topk,base:topk:10,tuned:topk:10,tuned:auto,reader:auto --tuned runs/cpu/train/adapter \\
         --output-dir docs/results/memory
 """
 import argparse

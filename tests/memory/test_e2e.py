@@ -128,7 +128,7 @@ def test_benchmark_runs_retrieval_rows_and_resumes(tmp_path):
 
 @pytest.mark.parametrize("args,fix", [
     (["--sizes", "1M:5"], "TOKENS:WORLDS"),
-    (["--rows", "gpt:auto"], "reader base, tuned or retrieval"),
+    (["--rows", "gpt:auto"], "reader base, tuned, reader"),
     (["--rows", "tuned:auto"], "pass --tuned"),
 ])
 def test_bench_bad_input_is_one_line_naming_the_fix(tmp_path, args, fix):
