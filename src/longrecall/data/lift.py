@@ -123,12 +123,17 @@ def _needle_name(needle: dict) -> str | None:
     return max(names, key=len) if names else None
 
 
+def _as_dict(sample: Any) -> dict:
+    """A Sample, its dict, or its list of needle dicts, as a dict with "needles"."""
+    return {"needles": sample} if isinstance(sample, list) else sample if isinstance(sample, dict) else sample.to_dict()
+
+
 def needle_qa(sample: Any, phrasings: int, rng: random.Random) -> list[dict]:
     """Questions about each known fact: per (name, key), several phrasings of the train pool (all values when a key
     has several); a cloze of the sentence for facts without a named value (chains, variables); the sample's own question."""
     from ..niah.needles import QUESTIONS_ALL_OF_KEY, QUESTIONS_ONE, plural, pool
 
-    d = {"needles": sample} if isinstance(sample, list) else sample if isinstance(sample, dict) else sample.to_dict()
+    d = _as_dict(sample)
     groups: dict[tuple[str, str], list[dict]] = {}
     out = []
     for nd in d.get("needles", []):
@@ -278,8 +283,7 @@ def retain_records(text: str, tokenizer, cfg: LiftDataConfig, needles: Any, base
     """The retain records the config asks for (none by default)."""
     from . import retain
 
-    d = {"needles": needles} if isinstance(needles, list) else needles if isinstance(needles, dict) else (
-        needles.to_dict() if needles is not None else {})
+    d = _as_dict(needles) if needles is not None else {}
     names = sorted({nm for nd in d.get("needles", []) if (nm := _needle_name(nd))})
     return (retain.context_records(cfg.retain_context, tokenizer, cfg.retain_length, cfg.seed)
             + retain.chat_records(cfg.retain_chats, base_reply)

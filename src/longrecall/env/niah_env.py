@@ -64,7 +64,7 @@ class NiahEnvConfig(BaseEnvConfig):
     curriculum: str = Field(
         default="uniform", description="uniform | length_ramp (start at the shortest length, unlock the next as reward rises) "
         "| adaptive (per family, a ladder of length and needles/hops/distractors, moved to keep the reward in "
-        "[adapt_low, adapt_high]; rl/curriculum.py)"
+        "[adapt_low, adapt_high]; niah/curriculum.py)"
     )
     ramp_threshold: float = Field(default=0.6, description="length_ramp: mean group reward that unlocks the next length")
     ramp_window: int = Field(default=8, description="length_ramp / adaptive: groups averaged before deciding")
@@ -168,11 +168,6 @@ def draw_spec(cfg: NiahEnvConfig, index: int, level: int = -1) -> GenSpec:
         needle_kind=rng.choice(cfg.needle_kinds), seed=cfg.seed * 1_000_003 + index, phrasing=cfg.phrasing,
         corpus=cfg.corpus if haystack == "user" else None, answer_prefix=cfg.answer_prefix,
     )
-
-
-def with_evidence(sample: Sample, weight: float, extra_tokens: int) -> Sample:
-    """With evidence credit on, the question asks for the supporting sentences first, and the answer may be longer."""
-    return ask_for_evidence(sample, extra_tokens) if weight else sample
 
 
 def with_context_mode(sample: Sample, tokenizer, mode: str, budget: int) -> Sample:
@@ -370,7 +365,8 @@ class NiahEnv(BaseEnv):
             spec = dataclasses.replace(spec, **self.adaptive.setting(spec.task))
         self.index += 1
         sample = generate_sample(spec, self.tokenizer)
-        sample = with_evidence(sample, self.config.evidence_credit, self.config.evidence_tokens)
+        if self.config.evidence_credit:  # the question asks for the supporting sentences first
+            sample = ask_for_evidence(sample, self.config.evidence_tokens)
         return with_context_mode(sample, self.tokenizer, self.config.context_mode, self.config.rag_budget)
 
     def sampling_kwargs(self, temperature: float, max_tokens: int) -> dict:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import random
 
+from .task import pool
+
 PEOPLE = (
     "Alice Amara Bruno Camille Dmitri Elena Farid Greta Hugo Ingrid Jonas Keiko Liam Marta Nadia Oskar Priya "
     "Quentin Rosa Stefan Tariq Ursula Viktor Wanda Xavier Yara Zoltan Beatrix Cyrus Delia Emil Fiona Gideon Helga "
@@ -82,9 +84,7 @@ def _facts(rng, phrasing, person, item, ents):
     prev = person
     for hop, ent in enumerate(ents):
         kind = TYPES[hop + 1]
-        train, held = HOPS[kind]
-        pool = {"train": train, "grammar": train, "heldout": held, "any": train + held}[phrasing]
-        out.append(rng.choice(pool).format(a=prev, b=ent, item=item))
+        out.append(rng.choice(pool(HOPS[kind], phrasing)).format(a=prev, b=ent, item=item))
         prev = ent
     return out
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 import random
 import uuid as _uuid
 
+from .task import pool  # noqa: F401  (one phrasing-pool picker for every family: train, grammar, heldout, any)
+
 KEYS = (
     "abiding accurate adamant aggressive alluring ambitious ancient anxious aromatic astonishing bashful "
     "belligerent bewildered boundless brave breezy brilliant bustling callous capricious careful cautious "
@@ -120,16 +122,6 @@ ANSWER_FORMATS = (
     ["", "Answer briefly.", "Reply with just the answer.", "Answer in one short sentence."],
     ["Keep the answer short.", "Only give the answer, nothing else."],
 )
-
-
-def pool(pair: tuple[list, list], phrasing: str) -> list:
-    """Pick the train pool, the held-out pool, both ('any'), or the train pool grown by the grammar ('grammar')."""
-    if phrasing == "grammar":
-        from .grammar import pool as grown
-
-        return grown(pair)
-    train, held = pair
-    return {"train": train, "heldout": held, "any": train + held}[phrasing]
 
 
 def plural(name: str) -> str:

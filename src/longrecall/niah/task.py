@@ -39,7 +39,8 @@ def ordered_depths(rng: random.Random, first: float, n: int) -> list[float]:
 
 
 def pool(pair: tuple[list, list], phrasing: str) -> list:
-    """The train pool, the held-out pool, or both ('any'); 'grammar' uses the train pool where it has no grammar."""
+    """The train pool, the held-out pool, both ('any'), or the train pool grown by the grammar ('grammar'; the train
+    pool itself where the grammar has none)."""
     train, held = pair
     if phrasing == "grammar":
         from .grammar import pool as grown
