@@ -57,3 +57,33 @@ def test_config_file_fills_flags(tmp_path, tok):
     assert len(rows) == 3 and {r["task"] for r in rows} == {"multikey"}
     cfg.write_text("tasks_typo: [single]\n")
     assert main(["niah", "generate", "--config", str(cfg), "--out", str(out)]) == 2
+
+
+def test_sigterm_unwinds_like_ctrl_c(tmp_path):
+    """kill/timeout send SIGTERM: the command's finally blocks still run (a GRPO run stops the servers it launched)."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    mark = tmp_path / "mark"
+    script = (
+        "import argparse, pathlib, sys, time\n"
+        "import longrecall.cli as c\n"
+        "def fn(args):\n"
+        "    try:\n"
+        f"        pathlib.Path({str(mark)!r}).write_text('started'); time.sleep(120)\n"
+        "    finally:\n"
+        f"        pathlib.Path({str(mark)!r}).write_text('cleaned')\n"
+        "c._resolve = lambda parser, argv: (fn, argparse.Namespace())\n"
+        "sys.exit(c.main(['x']))\n")
+    proc = subprocess.Popen([sys.executable, "-c", script], stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120  # a loaded box imports slowly; the wait ends as soon as the command has started
+    while not (mark.exists() and mark.read_text() == "started"):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read() if proc.poll() is not None else "never started"
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert mark.read_text() == "cleaned"
+    assert "Traceback" not in err

@@ -9,7 +9,9 @@ import contextlib
 import importlib
 import os
 import re
+import signal
 import sys
+import threading
 
 from .errors import UserError
 
@@ -123,7 +125,22 @@ def attach_negative_values(argv: list[str]) -> list[str]:
     return out
 
 
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
+    # SIGTERM (kill, timeout, a job scheduler) unwinds like Ctrl-C, so finally blocks run: a GRPO run stops the
+    # run-api and env servers it launched (killed outright they outlive it and hold port 8010), logs are written.
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt) if threading.current_thread() is threading.main_thread() else None
+    try:
+        return _main(argv)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _main(argv: list[str] | None) -> int:
     argv = attach_negative_values(sys.argv[1:] if argv is None else list(argv))
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "true")
     parser = build_parser()
