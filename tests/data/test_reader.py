@@ -4,7 +4,7 @@ from argparse import Namespace
 
 from longrecall.data import reader
 from longrecall.memory.api import SYSTEM
-from longrecall.memory.e2e import ABSTAIN
+from longrecall.memory.listing import ABSTAIN
 
 
 def test_records_are_the_readers_prompt_with_a_gold_answer(tmp_path):

@@ -27,8 +27,9 @@ import numpy as np
 
 from ..errors import NotFound, UserError
 from ..rag.chunking import Chunk, sentence_spans
-from ..rag.multihop import STRATEGIES, ranked_for
+from ..rag.multihop import STRATEGIES, ranked_for, wants_all
 from ..rag.retrievers import rrf
+from .listing import GROUP, read_in_pieces, takes_cap
 from .store import MemoryStore, SQLiteStore
 
 PIECE_BYTES = 1 << 20  # files are read 1 MiB at a time: a 10M-token file never sits in memory whole
@@ -297,9 +298,11 @@ class Memory:
         return done
 
     def ask(self, question: str, k: int = 6, generate: bool = True, budget_chars: int = 6000, strategy: str = "auto",
-            focus: bool = True) -> Answer:
+            focus: bool = True, read_group: int | None = GROUP) -> Answer:
         """Retrieve (hybrid when vectors exist, multi-hop, find-all for all/every questions) and optionally answer.
-        focus: show the reader only the retrieved sentences that bear on the question (memory.focus), not whole chunks."""
+        focus: show the reader only the retrieved sentences that bear on the question (memory.focus), not whole chunks.
+        read_group: an every-X question's evidence is read this many sentences at a time and the answers merged
+        (memory.listing); None reads it all at once."""
         if not question or not question.strip():
             raise UserError("the question is empty: ask something, e.g. longrecall memory ask \"Who met Alice?\"")
         if strategy not in STRATEGIES:
@@ -336,7 +339,11 @@ class Memory:
         result.incomplete = [d for d in self.store.documents() if not d["complete"] and d["id"] in used] if used else []
         if generate:
             gen = self._generator or default_generator()
-            result.answer = gen(build_prompt(question, result.context))
+            many = strategy == "findall" or (strategy == "auto" and wants_all(question))
+            if focus and many and read_group and len(chunks) > read_group:
+                result.answer = read_in_pieces(question, chunks, gen, lambda q, part: build_prompt(q, join_in_order(part)), read_group)
+            else:
+                result.answer = gen(build_prompt(question, result.context))
         return result
 
     def close(self) -> None:
@@ -380,6 +387,9 @@ def add_ask_arguments(p) -> None:
     p.add_argument("--reader", default=None, metavar="base|ADAPTER|MODEL",
                    help="who answers: 'base' (the embedded model), an adapter folder or a merged model folder "
                         "(default $LONGRECALL_READER, else reader-v1, the shipped memory reader); the output names it")
+    p.add_argument("--read-group", type=_positive("--read-group", allow_zero=True), default=GROUP, metavar="N",
+                   help=f"an every-X question's evidence is read N sentences at a time and the answers merged "
+                        f"(default {GROUP}; 0: all at once)")
     p.add_argument("--json", action="store_true", help="print the answer, evidence and hop trace as JSON")
     p.add_argument("--no-evidence", action="store_true", help="print only the answer (or the retrieved text)")
     _store_arg(p)
@@ -467,16 +477,16 @@ def ask_main(args) -> int:
     spec = R.reader_spec(getattr(args, "reader", None))
     loaded: list = []
 
-    def answer_with_reader(prompt: str) -> str:  # the model loads only once retrieval found something
+    def answer_with_reader(prompt: str, cap: int | None = None) -> str:  # the model loads only once retrieval found something
         if not loaded:
             loaded.append(R.load_reader(spec))
-        return loaded[0](prompt)
+        return loaded[0](prompt, cap=cap) if cap and takes_cap(loaded[0]) else loaded[0](prompt)
 
     with _damaged_store_is_one_line(args.store):
         mem = Memory(store=open_store(args.store, create=False), generator=answer_with_reader)
         try:
             result = mem.ask(args.question, k=args.k, generate=not args.no_generate, budget_chars=args.budget_chars, strategy=args.strategy,
-                             focus=not getattr(args, "no_focus", False))
+                             focus=not getattr(args, "no_focus", False), read_group=getattr(args, "read_group", GROUP) or None)
             sources = {d["id"]: d["source"] for d in mem.store.documents()}
         finally:
             mem.close()

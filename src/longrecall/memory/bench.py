@@ -25,6 +25,7 @@ from ..errors import UserError
 from ..io import append_jsonl, atomic_open, write_json
 from . import e2e
 from .api import Memory
+from .listing import GROUP
 
 
 def parse_sizes(text: str) -> list[tuple[int, int]]:
@@ -80,6 +81,8 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--max-new-tokens", type=int, default=384,
                     help="the reader's answer cap; each answer also stops at its family's budget (64 numbers need ~350)")
     ap.add_argument("--output-dir", required=True)
+    ap.add_argument("--read-group", type=int, default=GROUP, metavar="N",
+                    help=f"every-X evidence read N sentences at a time, answers merged (default {GROUP}; 0: all at once)")
     ap.add_argument("--no-focus", action="store_true", help="show readers whole retrieved chunks (the ablation of memory.focus)")
     ap.add_argument("--work-dir", default=None, help="where the stores go (default: a temp dir, deleted)")
     ap.add_argument("--compare", nargs=2, metavar=("DIR:ROW", "DIR:ROW"), default=None,
@@ -168,8 +171,8 @@ def main(args) -> int:
                 for name, strategy, _ in todo:
                     gen, asked = reader(name), []
                     for it in world.items:  # each answer capped at its family's budget, as the scorecard does
-                        mem._generator = gen and (lambda p, g=gen, c=it.sample["answer_budget"]: g(p, cap=min(c, args.max_new_tokens)))
-                        asked.append(e2e.ask_item(mem, it, strategy, gen is not None, focus=not args.no_focus))
+                        mem._generator = gen and (lambda p, cap=None, g=gen, c=it.sample["answer_budget"]: g(p, cap=min(cap or c, c, args.max_new_tokens)))
+                        asked.append(e2e.ask_item(mem, it, strategy, gen is not None, focus=not args.no_focus, read_group=args.read_group or None))
                     for r in asked:
                         r.update(size=size, world=w, row=f"{name}:{strategy}", ingest_s=round(ingest_s, 2))
                         append_jsonl(results, r)

@@ -19,13 +19,6 @@ from dataclasses import dataclass, field
 
 FAMILIES = ("single", "all_needles", "chain", "nonliteral")
 ABSENT_FAMILIES = ("single", "chain", "nonliteral")  # "every X" asks about a kind that is always somewhere
-# A reader that says the notes do not hold the answer (or retrieval that finds nothing) abstained.
-ABSTAIN = re.compile(
-    r"\b(not (in|mentioned|stated|given|found|specified|provided|listed|included)|no (information|mention|record)|"
-    r"do(es)? ?n[o']t (say|mention|contain|specify|state|know)|cannot (find|determine|answer|say)|"
-    r"can't (find|determine|answer|say)|unknown|not sure|none)\b", re.IGNORECASE)
-
-
 @dataclass
 class Item:
     """One question of a world: the scoring dict (as niah.scoring reads it) and its target needles in hop order."""
@@ -180,17 +173,21 @@ def account(item: Item, context: str, answer: str | None, score: float) -> dict:
 
 
 def abstained(answer: str | None) -> bool:
-    return answer is None or not answer.strip() or bool(ABSTAIN.search(answer))
+    from .listing import abstains
+
+    return abstains(answer)
 
 
-def ask_item(mem, item: Item, strategy: str, generate: bool, k: int = 6, budget_chars: int = 6000, focus: bool = True) -> dict:
+def ask_item(mem, item: Item, strategy: str, generate: bool, k: int = 6, budget_chars: int = 6000, focus: bool = True,
+             read_group: int | None = None) -> dict:
     """One question through Memory.ask, timed; nothing found counts as an abstention."""
     from ..errors import NotFound
     from ..niah.scoring import score
 
     t0 = time.perf_counter()
     try:
-        res = mem.ask(item.sample["question"], k=k, generate=generate, budget_chars=budget_chars, strategy=strategy, focus=focus)
+        res = mem.ask(item.sample["question"], k=k, generate=generate, budget_chars=budget_chars, strategy=strategy, focus=focus,
+                       read_group=read_group)
         context, answer = res.context, res.answer
     except NotFound:
         context, answer = "", None
