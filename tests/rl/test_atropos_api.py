@@ -133,3 +133,16 @@ def test_a_launched_environment_that_dies_is_reported_with_its_reason(tiny_model
                                            poll_interval=0.5, env={"haystacks": "nowhere"}))
     with pytest.raises(UserError, match=r"the environment stopped \(code \d+\): .*nowhere"):
         train_grpo(cfg)
+
+
+def test_a_time_budget_stops_early_and_still_saves_the_adapter(run_api, http, tiny_model_dir, tok, tmp_path):
+    http(run_api + "/reset_data")
+    out = tmp_path / "budget"
+    cfg = _cfg(tiny_model_dir, run_api, out)
+    cfg.max_steps, cfg.max_minutes = 5, 1e-6  # the budget is spent after the first step
+    register(cfg.atropos, num_steps=5)
+    http(run_api + "/scored_data_list", [_group(tok, [1.0, 0.0, 0.0, 0.5], 1), _group(tok, [0.0, 1.0, 0.5, 0.0], 2)])
+    summary = train_grpo(cfg)
+    assert summary["steps"] == 1 and (out / "adapter" / "adapter_model.safetensors").exists()
+    log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    assert len(log) == 1 and log[0]["minutes"] >= 0  # every row says when it happened: the budget curve's x-axis

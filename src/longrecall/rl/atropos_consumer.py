@@ -375,7 +375,12 @@ def train_atropos(cfg) -> dict:
         lock = server.lock if server else contextlib.nullcontext()
         no_signal = stale_batches = 0
         bar = tqdm(total=cfg.max_steps, initial=step, desc="grpo (atropos)")
-        while step < cfg.max_steps:
+        spent, t0 = (history[-1].get("minutes", 0.0) if history else 0.0), time.monotonic()  # minutes before this process
+
+        def minutes() -> float:
+            return spent + (time.monotonic() - t0) / 60
+
+        while step < cfg.max_steps and (cfg.max_minutes is None or minutes() < cfg.max_minutes):
             batch = fetch_batch(a, check=launched.check if launched else None)
             stale = 0
             if server:  # strictly on-policy: only groups sampled by the weights about to be updated
@@ -383,7 +388,7 @@ def train_atropos(cfg) -> dict:
             if not batch:
                 stale_batches += 1
                 history.append({"step": step, "trained": False, "stale": stale, "batch_groups": 0, "skipped_equal": 0,
-                                "policy_requests": server.requests})
+                                "policy_requests": server.requests, "minutes": round(minutes(), 3)})
                 if stale_batches >= a.max_stale:
                     raise UserError(f"{stale_batches} batches in a row held no group from the current policy (version {step}): "
                                     "point the env at this trainer's policy server (--openai.base_url) and keep its "
@@ -395,7 +400,8 @@ def train_atropos(cfg) -> dict:
             row = {"batch_groups": stats["groups"], "skipped_equal": stats["skipped_equal"], "stale": stale, "reward": reward}
             if not examples:
                 no_signal += 1
-                history.append({**row, "step": step, "trained": False, "policy_requests": server.requests if server else None})
+                history.append({**row, "step": step, "trained": False, "policy_requests": server.requests if server else None,
+                                "minutes": round(minutes(), 3)})
                 if no_signal >= a.max_no_signal:
                     raise UserError(f"{no_signal} batches in a row had equal rewards in every group (no learning signal): raise the env's "
                                     "temperature, use easier/shorter tasks, or start from an SFT adapter (adapter: ...)")
@@ -412,7 +418,7 @@ def train_atropos(cfg) -> dict:
                 if server:
                     server.version = step  # rollouts sampled from here on carry the new version
             history.append({**row, "step": step, "trained": True, "loss": loss, "grad_norm": grad_norm, "sequences": stats["sequences"],
-                            "policy_requests": server.requests if server else None})
+                            "policy_requests": server.requests if server else None, "minutes": round(minutes(), 3)})
             bar.update(1)
             bar.set_postfix(reward=f"{reward:.3f}", skipped=stats["skipped_equal"], stale=stale)
             if step % cfg.save_steps == 0 and step < cfg.max_steps:

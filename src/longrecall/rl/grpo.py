@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -99,6 +100,9 @@ class GrpoConfig:
     """Advantage scaling: group (GRPO) | batch | none (Dr. GRPO)."""
     max_steps: int = 4
     """Optimizer steps."""
+    max_minutes: float | None = None
+    """Stop after this many minutes of training, then save the adapter as at max_steps (the RL issue's budget).
+    Via atropos the minutes add up over resumes; via trl they count this process only. None: max_steps alone."""
     max_grad_norm: float = 1.0
     """Gradient clipping norm."""
     bf16: bool = True
@@ -140,6 +144,7 @@ def validate(cfg: GrpoConfig) -> GrpoConfig:
         (all(t in FAMILIES for t in cfg.tasks) and cfg.tasks, f"tasks must be families from {', '.join(FAMILIES)}, got {cfg.tasks}"),
         (cfg.num_generations >= 2, f"num_generations must be >= 2 (GRPO compares answers within a group), got {cfg.num_generations}"),
         (cfg.n_prompts >= 1 and cfg.prompts_per_step >= 1 and cfg.max_steps >= 1, "n_prompts, prompts_per_step and max_steps must be >= 1"),
+        (cfg.max_minutes is None or cfg.max_minutes > 0, f"max_minutes must be above 0 (or null: no time budget), got {cfg.max_minutes}"),
         (cfg.lr > 0, f"lr must be positive, got {cfg.lr}: use 1e-5"),
         (0.0 <= cfg.evidence_credit <= 1.0, f"evidence_credit must be a weight in [0, 1], got {cfg.evidence_credit}: use 0.3"),
         (not (cfg.evidence_credit and cfg.answer_prefix), "evidence_credit asks for 'Evidence:' before the answer, which an "
@@ -278,7 +283,15 @@ def train_trl(cfg: GrpoConfig, callbacks: list | None = None) -> dict:
         def on_save(self, args, state, control, **kw):
             write_logs(state.log_history, out, title)
 
-    trainer, tokenizer = make_trainer(cfg, [_Logs(), *(callbacks or [])])
+    class _Budget(TrainerCallback):
+        def __init__(self):
+            self.t0 = time.monotonic()
+
+        def on_step_end(self, args, state, control, **kw):
+            if cfg.max_minutes is not None and (time.monotonic() - self.t0) / 60 >= cfg.max_minutes:
+                control.should_training_stop = True
+
+    trainer, tokenizer = make_trainer(cfg, [_Logs(), _Budget(), *(callbacks or [])])
     trainer.train(resume_from_checkpoint=get_last_checkpoint(str(out)) if out.exists() else None)
     history = trainer.state.log_history
     extra = {"recipe": "grpo-trl", "config": to_dict(cfg), "steps": trainer.state.global_step, **adapter_record(cfg)}
