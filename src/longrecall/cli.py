@@ -34,6 +34,7 @@ COMMANDS = [
     (("eval", "niah"), "longrecall.eval.grid", "add_arguments", "main", "NIAH grid: heatmaps, family scores, effective length"),
     (("eval", "ppl"), "longrecall.eval.perplexity", "add_arguments", "main", "perplexity by length (sliding windows)"),
     (("eval", "scorecard"), "longrecall.eval.scorecard", "add_arguments", "main", "held-out families x lengths with 95%% intervals; --compare two"),
+    (("eval", "curve"), "longrecall.eval.curve", "add_arguments", "main", "a budget curve: scorecard score against training minutes, paired"),
     (("eval", "chat"), "longrecall.eval.chat", "add_arguments", "main", "48 ordinary questions, no context: does tuning keep the base's answers?"),
     (("eval", "compare"), "longrecall.eval.compare", "add_arguments", "main", "compare runs side by side"),
     (("eval", "agree"), "longrecall.eval.agree", "add_arguments", "main", "re-ask an Atropos evaluate run in-process and compare"),
