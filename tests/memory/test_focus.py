@@ -83,3 +83,13 @@ def test_question_openers_of_every_wording_are_not_names():
     for form in G.pools()["question_one"] + G.pools()["question_every"]:
         q = form.format(name="door code", names="door codes", key="brave-otter")
         assert holds_none(q, _count(text)) == [], q
+
+
+def test_hop_order_reads_a_chain_link_by_link():
+    facts = ["Delia left the toolbox inside locker 5546.", "Locker 5546 was moved to room S903.",
+             "Rooms of Larkspur Centre include S903."]
+    text = " ".join([JUNK, facts[2], JUNK, facts[1], JUNK, facts[0]])  # the document holds the chain backwards
+    trace = [{"hop": 0, "via": []}, {"hop": 1, "via": ["5546"]}, {"hop": 2, "via": ["S903"]}]
+    q = "Where did Delia's toolbox end up? Name the centre."
+    assert [c.text for c in focus(q, [_chunk(text)], _count(text), trace)] == facts[::-1]
+    assert [c.text for c in focus(q, [_chunk(text)], _count(text), trace, order="hops")] == facts

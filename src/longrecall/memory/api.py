@@ -179,14 +179,14 @@ class Answer:
                 f"re-run `longrecall memory add {first['source'] or 'FILE'}` to complete it, or `longrecall memory forget {first['id']}`")
 
 
-def fit_chars(ranked: Sequence[Chunk], budget_chars: int) -> list[Chunk]:
-    """Best-ranked chunks while their text fits budget_chars, then in document order."""
+def fit_chars(ranked: Sequence[Chunk], budget_chars: int, keep_order: bool = False) -> list[Chunk]:
+    """Best-ranked chunks while their text fits budget_chars, then in document order (or as ranked: keep_order)."""
     kept, used = [], 0
     for c in ranked:
         if used + len(c.text) <= budget_chars:
             kept.append(c)
             used += len(c.text) + 2
-    return sorted(kept, key=lambda c: (c.doc_id, c.start))
+    return kept if keep_order else sorted(kept, key=lambda c: (c.doc_id, c.start))
 
 
 def join_in_order(chunks: Sequence[Chunk]) -> str:
@@ -298,11 +298,12 @@ class Memory:
         return done
 
     def ask(self, question: str, k: int = 6, generate: bool = True, budget_chars: int = 6000, strategy: str = "auto",
-            focus: bool = True, read_group: int | None = GROUP) -> Answer:
+            focus: bool = True, read_group: int | None = GROUP, order: str = "document") -> Answer:
         """Retrieve (hybrid when vectors exist, multi-hop, find-all for all/every questions) and optionally answer.
         focus: show the reader only the retrieved sentences that bear on the question (memory.focus), not whole chunks.
         read_group: an every-X question's evidence is read this many sentences at a time and the answers merged
-        (memory.listing); None reads it all at once."""
+        (memory.listing); None reads it all at once. order: the focused evidence in document order, or "hops": in the
+        order multi-hop retrieval reached it (a chain read link by link)."""
         if not question or not question.strip():
             raise UserError("the question is empty: ask something, e.g. longrecall memory ask \"Who met Alice?\"")
         if strategy not in STRATEGIES:
@@ -332,8 +333,8 @@ class Memory:
         if focus:
             from .focus import focus as focused
 
-            kept = focused(question, chunks, searcher.count, trace)
-            chunks = fit_chars(kept, budget_chars) or chunks  # nothing bears on it: the reader sees the chunks
+            kept = focused(question, chunks, searcher.count, trace, order=order)
+            chunks = fit_chars(kept, budget_chars, keep_order=order == "hops") or chunks  # nothing bears on it: the reader sees the chunks
         result = Answer(question, join_in_order(chunks), chunks, strategy=strategy, trace=trace)
         used = {c.doc_id for c in chunks}
         result.incomplete = [d for d in self.store.documents() if not d["complete"] and d["id"] in used] if used else []

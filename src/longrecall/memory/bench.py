@@ -83,6 +83,8 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--output-dir", required=True)
     ap.add_argument("--read-group", type=int, default=GROUP, metavar="N",
                     help=f"every-X evidence read N sentences at a time, answers merged (default {GROUP}; 0: all at once)")
+    ap.add_argument("--order", choices=("document", "hops"), default="document",
+                    help="the reader sees the evidence in document order or in the order multi-hop retrieval reached it")
     ap.add_argument("--no-focus", action="store_true", help="show readers whole retrieved chunks (the ablation of memory.focus)")
     ap.add_argument("--work-dir", default=None, help="where the stores go (default: a temp dir, deleted)")
     ap.add_argument("--compare", nargs=2, metavar=("DIR:ROW", "DIR:ROW"), default=None,
@@ -172,7 +174,8 @@ def main(args) -> int:
                     gen, asked = reader(name), []
                     for it in world.items:  # each answer capped at its family's budget, as the scorecard does
                         mem._generator = gen and (lambda p, cap=None, g=gen, c=it.sample["answer_budget"]: g(p, cap=min(cap or c, c, args.max_new_tokens)))
-                        asked.append(e2e.ask_item(mem, it, strategy, gen is not None, focus=not args.no_focus, read_group=args.read_group or None))
+                        asked.append(e2e.ask_item(mem, it, strategy, gen is not None, focus=not args.no_focus, read_group=args.read_group or None,
+                                                  order=args.order))
                     for r in asked:
                         r.update(size=size, world=w, row=f"{name}:{strategy}", ingest_s=round(ingest_s, 2))
                         append_jsonl(results, r)

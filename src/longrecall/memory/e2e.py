@@ -179,7 +179,7 @@ def abstained(answer: str | None) -> bool:
 
 
 def ask_item(mem, item: Item, strategy: str, generate: bool, k: int = 6, budget_chars: int = 6000, focus: bool = True,
-             read_group: int | None = None) -> dict:
+             read_group: int | None = None, order: str = "document") -> dict:
     """One question through Memory.ask, timed; nothing found counts as an abstention."""
     from ..errors import NotFound
     from ..niah.scoring import score
@@ -187,7 +187,7 @@ def ask_item(mem, item: Item, strategy: str, generate: bool, k: int = 6, budget_
     t0 = time.perf_counter()
     try:
         res = mem.ask(item.sample["question"], k=k, generate=generate, budget_chars=budget_chars, strategy=strategy, focus=focus,
-                       read_group=read_group)
+                       read_group=read_group, order=order)
         context, answer = res.context, res.answer
     except NotFound:
         context, answer = "", None

@@ -63,10 +63,12 @@ def holds_none(question: str, count: Callable[[str], int]) -> list[str]:
     return named if named and all(count(n) == 0 for n in named) else []
 
 
-def focus(question: str, chunks: Sequence[Chunk], count: Callable[[str], int], trace: Sequence[dict] = ()) -> list[Chunk]:
+def focus(question: str, chunks: Sequence[Chunk], count: Callable[[str], int], trace: Sequence[dict] = (),
+          order: str = "document") -> list[Chunk]:
     """The sentences of `chunks` connected to the question: those naming one of its marks, then, hop by hop, those
     naming an entity the multi-hop trace followed *and* a kept sentence names (a chain's next link; an entity reached
-    from unrelated text is not followed). Document order; [] when nothing names a mark (the caller shows the chunks)."""
+    from unrelated text is not followed). order "document": document order; "hops": the order the links were reached
+    (the question's own sentences first, a chain's last link last). [] when nothing names a mark."""
     sents = [(x, x.text.lower()) for c in chunks for x in sentences(c)]
     found = {m.lower() for m in marks(question, count)}
     followed = {e.lower() for hop in trace for e in hop.get("via", [])}
@@ -81,4 +83,4 @@ def focus(question: str, chunks: Sequence[Chunk], count: Callable[[str], int], t
         if not links:
             break
         found |= links
-    return sorted(kept.values(), key=lambda c: (c.doc_id, c.start))
+    return list(kept.values()) if order == "hops" else sorted(kept.values(), key=lambda c: (c.doc_id, c.start))
