@@ -55,3 +55,15 @@ def test_memory_ask_reads_an_every_x_question_in_pieces(tmp_path):
     single = mem.ask("What is the vault code?", read_group=1)  # not an every-X question: one read
     assert single.answer.startswith("It is ")
     mem.close()
+
+
+def test_a_generator_that_batches_gets_the_pieces_sixteen_at_a_time():
+    chunks = [Chunk(text=f"The vault code is {1000 + i}.", start=i * 40, end=i * 40 + 26, index=i, doc_id=1) for i in range(20)]
+    batches = []
+
+    def reader(prompt, cap=None):
+        raise AssertionError("the batch path is used when offered")
+
+    reader.many = lambda prompts, cap=None: batches.append(len(prompts)) or [first_code_reader(p) for p in prompts]
+    answer = read_in_pieces("List every vault code.", chunks, reader, lambda q, part: " ".join(c.text for c in part) + f" Question: {q}", 1)
+    assert batches == [16, 4] and answer == ", ".join(str(1000 + i) for i in range(20))

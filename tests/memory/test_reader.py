@@ -110,3 +110,17 @@ def test_the_shipped_reader_reads_a_chain_and_a_key_among_neighbours():
     codes = "The door code for amber-falcon is 4417204.\n\nThe door code for brave-otter is 9021377."
     answer = read(build_prompt("What is the door code for brave-otter?", codes))
     assert "9021377" in answer and "4417204" not in answer
+
+
+@pytest.mark.integration
+def test_the_shipped_reader_reads_each_piece_of_an_every_x_question_in_one_batch():
+    """memory.listing's batch: the same answers as one prompt at a time (left padding changes nothing), one value each."""
+    from longrecall.memory.api import build_prompt
+
+    read = R.load_reader("reader-v1", max_new_tokens=24)
+    facts = ["The vault code for amber-falcon is 4417204.", "Remember that the vault code for brave-otter is 9021377.",
+             "A vault code worth noting: 3380112 belongs to calm-heron."]
+    prompts = [build_prompt("List every vault code in the notes.", f) for f in facts]
+    batched = read.many(prompts, cap=24)
+    assert batched == [read(p, cap=24) for p in prompts]
+    assert all(code in a for code, a in zip(("4417204", "9021377", "3380112"), batched))

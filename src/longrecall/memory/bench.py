@@ -73,6 +73,16 @@ def absent_lines(summary: dict) -> list[str]:
     return out
 
 
+def capped(gen, limit: int):
+    """The reader with each answer capped at `limit` tokens (the family's budget), batches (`.many`) too."""
+    def one(prompt, cap=None):
+        return gen(prompt, cap=min(cap or limit, limit))
+
+    if hasattr(gen, "many"):
+        one.many = lambda prompts, cap=None: gen.many(prompts, cap=min(cap or limit, limit))
+    return one
+
+
 def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--sizes", default="1000000:50,10000000:10", help="TOKENS:WORLDS,... (one question per family a world)")
     ap.add_argument("--rows", default="retrieval:auto,retrieval:topk,base:topk:10,tuned:topk:10,tuned:auto")
@@ -173,7 +183,7 @@ def main(args) -> int:
                 for name, strategy, _ in todo:
                     gen, asked = reader(name), []
                     for it in world.items:  # each answer capped at its family's budget, as the scorecard does
-                        mem._generator = gen and (lambda p, cap=None, g=gen, c=it.sample["answer_budget"]: g(p, cap=min(cap or c, c, args.max_new_tokens)))
+                        mem._generator = gen and capped(gen, min(it.sample["answer_budget"], args.max_new_tokens))
                         asked.append(e2e.ask_item(mem, it, strategy, gen is not None, focus=not args.no_focus, read_group=args.read_group or None,
                                                   order=args.order))
                     for r in asked:
