@@ -101,3 +101,13 @@ def test_rag_answer_context_find_all_sample(tok, synth):
     sample = {"context": text, "question": "What are all the special magic numbers for brave-lion?", "task": "all_needles"}
     out = rag_answer_context(sample, tok, method="auto", budget=400)
     assert all(v in out for v in values["brave-lion"])
+
+
+def test_a_request_opening_the_question_is_not_taken_for_the_thing_asked():
+    """'Go through' is rarer in a long memory than the kind asked for, and must not become the find-all key."""
+    filler = ["Go through the installer steps once.", "We go through the logs daily."]
+    needles = [f"The vault combination of key-{i} = {5000 + i}." for i in range(5)]
+    text = " ".join(filler + needles + ["The vault combination rule applies.", "More vault combination notes.", "Each vault combination is new."])
+    index = ChunkIndex(chunk_sentences(text, 1, 0))
+    got = _texts(find_all("Go through the text and write down every vault combination you find.", index))
+    assert all(str(5000 + i) in got for i in range(5)) and "installer" not in got

@@ -22,6 +22,12 @@ GENERIC = frozenset(
     "special magic number numbers value values word words uuid uuids key keys variable variables var assigned "
     "hidden passkey pass code codes remember memorize answer question context document".split()
 )
+# Verbs that open a request ("Go through the text and write down every ...", "List each ..."): a run's leading
+# request words are not part of the thing asked for.
+REQUEST = frozenset(
+    "go give tell find list name write enumerate show return state say report provide identify locate recall search read "
+    "extract look collect fetch count gather retrieve note jot spell point".split()
+)
 _ENTITY = re.compile(
     r"[0-9a-fA-F]{8}(?:-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}"  # uuids
     r"|[A-Za-z0-9]+(?:[-_][A-Za-z0-9]+)+"  # hyphenated keys: brave-lion, room_b12
@@ -151,7 +157,9 @@ def _variants(phrase: str) -> list[str]:
 
 
 def _best_phrase(runs: list[list[str]], searcher: Searcher) -> list[str]:
-    """Variants of the longest sub-phrase of a run that the text contains (rarest among equally long ones)."""
+    """Variants of the longest sub-phrase of a run that the text contains (rarest among equally long ones). Leading
+    request words are dropped first: "Go through" is rarer in a memory than "vault combination", and no key."""
+    runs = [r[next((i for i, w in enumerate(r) if w.lower() not in REQUEST), len(r)):] for r in runs]
     subs = {" ".join(r[i:j]) for r in runs for i in range(len(r)) for j in range(i + 1, len(r) + 1)}
     by_len: dict[int, list[tuple[int, str]]] = {}
     for p in subs:
