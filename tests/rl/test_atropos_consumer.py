@@ -151,3 +151,16 @@ def test_the_launched_env_queues_one_batch_ahead():
     from longrecall.rl.grpo import GrpoConfig
 
     assert C.env_settings(GrpoConfig())["max_batches_offpolicy"] == 1
+
+
+def test_env_dynamics_count_dropped_groups_and_collect_curriculum_moves(tmp_path):
+    from longrecall.rl.atropos_consumer import env_dynamics
+
+    assert env_dynamics(tmp_path) == {}  # the env ran elsewhere: nothing to read
+    (tmp_path / "logs").mkdir()
+    move = {"groups": 8, "family": "chain", "from": 0, "level": 1, "success": 0.8, "length": 768}
+    (tmp_path / "logs" / "env.log").write_text("NiahEnvConfig(\nScores are the same in a group, skipping...\n"
+                                              f"curriculum: {json.dumps(move)}\nScores are the same in a group, skipping...\n")
+    assert env_dynamics(tmp_path) == {"groups_all_equal_dropped_by_env": 2, "curriculum_moves": 1}
+    assert [json.loads(x) for x in (tmp_path / "curriculum.jsonl").read_text().splitlines()] == [move]
+    assert (tmp_path / "curriculum.png").stat().st_size > 0

@@ -283,6 +283,35 @@ class Launched:
             _stop(p)
 
 
+def env_dynamics(out: Path) -> dict:
+    """What the launched env's log says about the run: groups dropped because every rollout scored the same (dynamic
+    sampling), and each adaptive-curriculum move (curriculum.jsonl, and curriculum.png: the rung of each family
+    against the groups drawn). {} when there is no env log (the env ran elsewhere)."""
+    log = out / "logs" / "env.log"
+    if not log.exists():
+        return {}
+    dropped, events = 0, []
+    for line in log.read_text(errors="replace").splitlines():
+        if "Scores are the same in a group" in line:
+            dropped += 1
+        elif line.startswith("curriculum: "):
+            with contextlib.suppress(json.JSONDecodeError):
+                events.append(json.loads(line[len("curriculum: "):]))
+    from ..io import write_jsonl
+
+    write_jsonl(out / "curriculum.jsonl", events)
+    if events:
+        from ..eval.plots import line_chart
+
+        series: dict[str, dict[int, float]] = {}
+        for e in events:
+            per = series.setdefault(e["family"], {0: float(e["from"])})
+            per[int(e["groups"])] = float(e["level"])
+        line_chart(series, out / "curriculum.png", title="adaptive curriculum: each family's rung", ylabel="rung (0 = easiest)",
+                   logx=False, xlabel="groups drawn")
+    return {"groups_all_equal_dropped_by_env": dropped, "curriculum_moves": len(events)}
+
+
 # ---------------------------------------------------------------- checkpoints (resume after a crash or a stop)
 
 def save_checkpoint(out: Path, model, tokenizer, opt, step: int, history: list[dict], extra: dict) -> Path:
@@ -436,6 +465,7 @@ def train_atropos(cfg) -> dict:
     adapter = save_policy(model, tokenizer, out, {**extra, "steps": step})
     rewards = [h["reward"] for h in history if h.get("trained")]
     return {"adapter": str(adapter), "steps": step, "rewards": rewards, "skipped_equal": sum(h["skipped_equal"] for h in history),
+            **(env_dynamics(out) if launched else {}),
             "stale": sum(h.get("stale", 0) for h in history),
             "log": str(out / "train_log.jsonl"), "plot": str(out / "reward.png")}
 
