@@ -27,9 +27,9 @@ import numpy as np
 
 from ..errors import NotFound, UserError
 from ..rag.chunking import Chunk, sentence_spans
-from ..rag.multihop import STRATEGIES, ranked_for, wants_all
+from ..rag.multihop import STRATEGIES, lists_all, ranked_for
 from ..rag.retrievers import rrf
-from .listing import GROUP, read_in_pieces, takes_cap
+from .listing import GROUP, answer_all, read_in_pieces
 from .store import MemoryStore, SQLiteStore
 
 PIECE_BYTES = 1 << 20  # files are read 1 MiB at a time: a 10M-token file never sits in memory whole
@@ -356,8 +356,7 @@ class Memory:
         result.incomplete = [d for d in self.store.documents() if not d["complete"] and d["id"] in used] if used else []
         if generate:
             gen = self._generator or default_generator()
-            many = strategy == "findall" or (strategy == "auto" and wants_all(question))
-            if focus and many and read_group and len(chunks) > read_group:
+            if focus and lists_all(question, strategy) and read_group and len(chunks) > read_group:
                 result.answer = read_in_pieces(question, chunks, gen, lambda q, part: build_prompt(q, join_in_order(part)), read_group)
             else:
                 result.answer = gen(build_prompt(question, result.context))
@@ -500,13 +499,9 @@ def ask_main(args) -> int:
         return loaded[0]
 
     def answer_with_reader(prompt: str, cap: int | None = None) -> str:
-        return reader()(prompt, cap=cap) if cap and takes_cap(reader()) else reader()(prompt)
+        return answer_all(reader(), [prompt], cap)[0]
 
-    def answer_many(prompts: Sequence[str], cap: int | None = None) -> list[str]:
-        many = getattr(reader(), "many", None)
-        return many(prompts, cap=cap) if many else [answer_with_reader(p, cap) for p in prompts]
-
-    answer_with_reader.many = answer_many
+    answer_with_reader.many = lambda prompts, cap=None: answer_all(reader(), prompts, cap)
 
     with _damaged_store_is_one_line(args.store):
         mem = Memory(store=open_store(args.store, create=False), generator=answer_with_reader)

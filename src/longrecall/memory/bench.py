@@ -25,7 +25,7 @@ from ..errors import UserError
 from ..io import append_jsonl, atomic_open, write_json
 from . import e2e
 from .api import Memory
-from .listing import GROUP
+from .listing import GROUP, answer_all
 
 
 def parse_sizes(text: str) -> list[tuple[int, int]]:
@@ -78,8 +78,7 @@ def capped(gen, limit: int):
     def one(prompt, cap=None):
         return gen(prompt, cap=min(cap or limit, limit))
 
-    if hasattr(gen, "many"):
-        one.many = lambda prompts, cap=None: gen.many(prompts, cap=min(cap or limit, limit))
+    one.many = lambda prompts, cap=None: answer_all(gen, prompts, min(cap or limit, limit))
     return one
 
 

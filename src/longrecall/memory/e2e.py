@@ -17,8 +17,12 @@ import statistics
 import time
 from dataclasses import dataclass, field
 
+from .listing import abstains as abstained  # a reader that says the notes do not hold the answer
+
 FAMILIES = ("single", "all_needles", "chain", "nonliteral")
 ABSENT_FAMILIES = ("single", "chain", "nonliteral")  # "every X" asks about a kind that is always somewhere
+
+
 @dataclass
 class Item:
     """One question of a world: the scoring dict (as niah.scoring reads it) and its target needles in hop order."""
@@ -170,12 +174,6 @@ def account(item: Item, context: str, answer: str | None, score: float) -> dict:
         by = "retrieval" if lost_hop is not None else "reading"
     return {"evidence_recall": sum(held) / max(1, len(held)), "evidence_complete": all(held),
             "lost_hop": lost_hop, "lost_by": by}
-
-
-def abstained(answer: str | None) -> bool:
-    from .listing import abstains
-
-    return abstains(answer)
 
 
 def ask_item(mem, item: Item, strategy: str, generate: bool, k: int = 6, budget_chars: int = 6000, focus: bool = True,

@@ -62,17 +62,22 @@ def takes_cap(generate: Callable) -> bool:
         return False
 
 
+def answer_all(generate: Callable, prompts: Sequence[str], cap: int | None = None) -> list[str]:
+    """Answers to `prompts`: one batch through `generate.many` when the reader offers it, else one at a time (with the
+    token cap when the reader takes one; test readers are plain prompt -> text callables)."""
+    many = getattr(generate, "many", None)
+    if many:
+        return many(prompts, cap=cap)
+    if cap is not None and takes_cap(generate):
+        return [generate(p, cap=cap) for p in prompts]
+    return [generate(p) for p in prompts]
+
+
 def read_in_pieces(question: str, chunks: Sequence[Chunk], generate: Callable, prompt: Callable[[str, Sequence[Chunk]], str],
                    group: int = GROUP) -> str:
     """Ask `question` over `group` evidence sentences at a time; the merged answers, or the last abstention when
     no piece holds anything."""
     texts = [prompt(question, chunks[i : i + group]) for i in range(0, len(chunks), group)]
     cap = TOKENS_PER_SENTENCE * group + 8
-    many = getattr(generate, "many", None)
-    if many:
-        answers = [a for j in range(0, len(texts), BATCH) for a in many(texts[j : j + BATCH], cap=cap)]
-    elif takes_cap(generate):
-        answers = [generate(t, cap=cap) for t in texts]
-    else:
-        answers = [generate(t) for t in texts]
+    answers = [a for j in range(0, len(texts), BATCH) for a in answer_all(generate, texts[j : j + BATCH], cap)]
     return merge(answers) or (answers[-1] if answers else "")

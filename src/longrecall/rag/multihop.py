@@ -175,6 +175,11 @@ def wants_all(question: str) -> bool:
     return re.search(r"\b(all|every|each|list)\b", question, re.IGNORECASE) is not None
 
 
+def lists_all(question: str, strategy: str, task: str | None = None) -> bool:
+    """Whether the strategy answers this question with find-all (every X), as ranked_for decides it."""
+    return strategy == "findall" or (strategy == "auto" and (wants_all(question) or task in ("all_needles", "multivalue", "multiquery")))
+
+
 def find_all(question: str, searcher: Searcher, keys: Sequence[str] | None = None, max_chunks: int = 64, rel_threshold: float = 0.5) -> list[Chunk]:
     """Every chunk that mentions the question's key (all of them, not a fixed top-k), at most max_chunks.
 
@@ -210,9 +215,8 @@ def ranked_for(question: str, searcher: Searcher, strategy: str = "auto", k: int
     if strategy == "findall":
         return find_all(question, searcher)
     if strategy == "auto":
-        many = wants_all(question) or task in ("all_needles", "multivalue", "multiquery")
         hops = multihop_retrieve(question, searcher, k, **kw)
-        return _merge(find_all(question, searcher), hops) if many else hops
+        return _merge(find_all(question, searcher), hops) if lists_all(question, strategy, task) else hops
     raise UserError(f"unknown retrieval strategy '{strategy}': use one of {', '.join(STRATEGIES)}")
 
 
