@@ -64,6 +64,8 @@ def test_cli_overrides_and_bad_settings():
         validate(GrpoConfig(tasks=["nope"]))
     with pytest.raises(UserError, match="unknown config key 'num_generation'"):
         config_from_args(["--set", "num_generation=4"])
+    with pytest.raises(UserError, match="max_minutes must be above 0"):
+        validate(GrpoConfig(max_minutes=0))
 
 
 def test_evidence_credit_rows_and_reward_and_the_env_gets_one_config(tok):

@@ -24,7 +24,7 @@ from pathlib import Path
 from ..errors import UserError
 from ..io import append_jsonl, atomic_open, write_json
 from . import e2e
-from .api import Memory
+from .api import Memory, _positive
 from .listing import GROUP, answer_all
 
 
@@ -90,7 +90,7 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--max-new-tokens", type=int, default=384,
                     help="the reader's answer cap; each answer also stops at its family's budget (64 numbers need ~350)")
     ap.add_argument("--output-dir", required=True)
-    ap.add_argument("--read-group", type=int, default=GROUP, metavar="N",
+    ap.add_argument("--read-group", type=_positive("--read-group", allow_zero=True), default=GROUP, metavar="N",
                     help=f"every-X evidence read N sentences at a time, answers merged (default {GROUP}; 0: all at once)")
     ap.add_argument("--order", choices=("document", "hops"), default="document",
                     help="the reader sees the evidence in document order or in the order multi-hop retrieval reached it")
