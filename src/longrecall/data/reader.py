@@ -41,7 +41,7 @@ def gold(item, context: str, rng: random.Random) -> str:
     return rng.choice([a, f"The answer is {a}.", f"It is {a}."])
 
 
-def world_records(w: int, seed: int, tokens: int, phrasing: str, work: Path) -> tuple[list[dict], Counter]:
+def world_records(w: int, seed: int, tokens: int, phrasing: str, work: Path, families=FAMILIES) -> tuple[list[dict], Counter]:
     from ..memory import e2e
     from ..memory.api import SYSTEM, Memory, build_prompt
     from ..niah.haystacks import prose_text
@@ -49,7 +49,7 @@ def world_records(w: int, seed: int, tokens: int, phrasing: str, work: Path) -> 
 
     rng = random.Random(f"reader-{seed}-{w}")
     text = prose_text(max(200, tokens // 12), 900_000 + seed * 10_000 + w)  # ~12 tokens a sentence
-    world = e2e.make_world(text, w, 500_000 + seed, families=FAMILIES, phrasing=phrasing)
+    world = e2e.make_world(text, w, 500_000 + seed, families=tuple(families), phrasing=phrasing)
     db = work / f"reader-{w}.db"
     mem = Memory(db, embedder=None)
     records, counts = [], Counter()
@@ -83,7 +83,17 @@ def world_records(w: int, seed: int, tokens: int, phrasing: str, work: Path) -> 
     return records, counts
 
 
-def build(worlds: int, seed: int = 0, tokens: int = 50_000, phrasing: str = "grammar", progress: bool = True) -> tuple[list[dict], Counter]:
+def parse_families(text: str) -> tuple[str, ...]:
+    """'single,chain,chain' -> the families planted in each world (a family named twice is planted twice)."""
+    fams = tuple(f.strip() for f in text.split(",") if f.strip())
+    bad = [f for f in fams if f not in FAMILIES]
+    if not fams or bad:
+        raise UserError(f"--families {text}: name families from {', '.join(FAMILIES)} (repeat one to plant it twice)")
+    return fams
+
+
+def build(worlds: int, seed: int = 0, tokens: int = 50_000, phrasing: str = "grammar", progress: bool = True,
+          families=FAMILIES) -> tuple[list[dict], Counter]:
     from tqdm.auto import tqdm
 
     if worlds < 1 or tokens < 5_000:
@@ -93,7 +103,7 @@ def build(worlds: int, seed: int = 0, tokens: int = 50_000, phrasing: str = "gra
     records, counts = [], Counter()
     with tempfile.TemporaryDirectory(prefix="reader-data-") as tmp:
         for w in tqdm(range(worlds), desc="reader worlds", unit="world", disable=not progress):
-            r, c = world_records(w, seed, tokens, phrasing, Path(tmp))
+            r, c = world_records(w, seed, tokens, phrasing, Path(tmp), families)
             records += r
             counts += c
     return records, counts
@@ -103,15 +113,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--worlds", type=int, default=150, help="small memories, each with one question per family + one absent")
     p.add_argument("--world-tokens", type=int, default=50_000, help="size of each world's memory in tokens (about)")
     p.add_argument("--phrasing", default="grammar", choices=["train", "grammar"], help="training phrasing pool")
+    p.add_argument("--families", default=",".join(FAMILIES),
+                   help="families planted in each world, comma-separated; repeat one to plant it twice (e.g. ...,chain,chain)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--output-dir", required=True, help="folder for train.jsonl and manifest.json")
 
 
 def main(a: argparse.Namespace) -> int:
-    records, counts = build(a.worlds, a.seed, a.world_tokens, a.phrasing)
+    families = parse_families(a.families)
+    records, counts = build(a.worlds, a.seed, a.world_tokens, a.phrasing, families=families)
     out = Path(a.output_dir)
     write_jsonl(out / "train.jsonl", records)
     write_json(out / "manifest.json", {"worlds": a.worlds, "world_tokens": a.world_tokens, "phrasing": a.phrasing,
-                                       "seed": a.seed, "records": len(records), "counts": dict(sorted(counts.items()))})
+                                       "families": list(families), "seed": a.seed, "records": len(records), "counts": dict(sorted(counts.items()))})
     print(f"wrote {len(records)} reader chats to {out / 'train.jsonl'}: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
     return 0

@@ -56,6 +56,9 @@ FORWARD_Q_HELD = {
 }
 BACKWARD_Q = "Whose {item} is kept in {where}? Follow the facts back to the person."
 BACKWARD_Q_HELD = "Someone's {item} ended up in {where}. Who does it belong to?"
+# The same questions as (train, held-out) pools, so that `--phrasing grammar` can grow them (niah/grammar.py).
+FORWARD_PAIRS = {k: ([FORWARD_Q[k]], [FORWARD_Q_HELD[k]]) for k in FORWARD_Q}
+BACKWARD_PAIR = ([BACKWARD_Q], [BACKWARD_Q_HELD])
 WHERE = {"locker": "locker {x}", "room": "room {x}", "building": "{x}", "city": "the city of {x}"}
 
 
@@ -119,9 +122,12 @@ def build_chain(spec, rng: random.Random, Needle, Task):
         for f, e in zip(_facts(rng, spec.phrasing, p, it, dents), dents):
             needles.append(Needle(f, rng.random(), "distractor", p, e))
     held = spec.phrasing == "heldout" or (spec.phrasing == "any" and rng.random() < 0.3)
+    grown = spec.phrasing == "grammar"  # draws a form only then: the train and held-out samples stay as they were
     if direction == "forward":
-        q = (FORWARD_Q_HELD if held else FORWARD_Q)[kinds[-1]].format(p=person, item=item)
+        form = rng.choice(pool(FORWARD_PAIRS[kinds[-1]], "grammar")) if grown else (FORWARD_Q_HELD if held else FORWARD_Q)[kinds[-1]]
+        q = form.format(p=person, item=item)
         return Task(needles, q, [ents[-1]], "chain", 48, chain=list(ents), value_kind="entity")
     where = WHERE[kinds[-1]].format(x=ents[-1])
-    q = (BACKWARD_Q_HELD if held else BACKWARD_Q).format(item=item, where=where)
+    form = rng.choice(pool(BACKWARD_PAIR, "grammar")) if grown else (BACKWARD_Q_HELD if held else BACKWARD_Q)
+    q = form.format(item=item, where=where)
     return Task(needles, q, [person], "chain", 48, chain=list(reversed(ents[:-1])) + [person], value_kind="entity")

@@ -6,7 +6,8 @@ cores and closers into hundreds of forms per pool, so that what stays constant a
 the words. It never produces a held-out form: its parts avoid the held-out pools' distinctive words, and
 tests/niah/test_grammar.py checks every expansion against them.
 
-Pools without a grammar here (chains, stories, variable tracking) use their `train` pool under `grammar`.
+Chains and non-literal needles grow from niah/grammar_relations.py; pools without a grammar (narratives, variable
+tracking, ...) use their `train` pool under `grammar`.
 """
 from __future__ import annotations
 
@@ -102,7 +103,23 @@ def _tables() -> dict[int, list[str]]:
     }
     for kind, pair in N.NAMES.items():
         tables[id(pair)] = grown(pair, _NAMES[kind])
+    for name, (pair, extra) in _relation_pairs().items():
+        tables[id(pair)] = grown(pair, extra)
     return tables
+
+
+def _relation_pairs() -> dict[str, tuple[tuple, list]]:
+    """The chain and non-literal pools and what the grammar adds to each (niah/grammar_relations.py)."""
+    from . import chains as C
+    from . import grammar_relations as R
+    from . import lexicon as X
+
+    out = {f"chain_forward_{k}": (C.FORWARD_PAIRS[k], R.forward_questions(k)) for k in C.FORWARD_PAIRS}
+    out["chain_backward"] = (C.BACKWARD_PAIR, R.backward_questions())
+    out |= {f"chain_hop_{k}": (C.HOPS[k], R.HOPS[k]) for k in C.HOPS}
+    out |= {"nl_items": (X.NL_ITEMS, R.NL_ITEMS), "nl_put": (X.NL_PUT, R.NL_PUT), "nl_q1": (X.NL_Q1, R.NL_Q1),
+            "nl_q2": (X.NL_Q2, R.NL_Q2)}
+    return out
 
 
 def pool(pair: tuple[list, list]) -> list[str]:
@@ -117,4 +134,5 @@ def pools() -> dict[str, list[str]]:
     named = {"needle": N.NEEDLE_TEMPLATES, "question_one": N.QUESTIONS_ONE, "question_all_of_key": N.QUESTIONS_ALL_OF_KEY,
              "question_every": N.QUESTIONS_EVERY, "system": SYSTEMS, "instruction": INSTRUCTIONS}
     named |= {f"name_{k}": pair for k, pair in N.NAMES.items()}
+    named |= {name: pair for name, (pair, _) in _relation_pairs().items()}
     return {name: pool(pair) for name, pair in named.items()}
