@@ -26,10 +26,10 @@ def test_records_are_the_readers_prompt_with_a_gold_answer(tmp_path):
 
 def test_cli_writes_train_and_manifest(tmp_path, capsys):
     assert reader.main(Namespace(worlds=2, world_tokens=20_000, phrasing="train", seed=0, output_dir=str(tmp_path),
-                                 families="single,chain,chain")) == 0
+                                 families="single,nonliteral,chain,nonliteral,chain")) == 0
     m = json.loads((tmp_path / "manifest.json").read_text())
     assert m["records"] == len((tmp_path / "train.jsonl").read_text().splitlines()) > 0 and m["phrasing"] == "train"
-    assert m["families"] == ["single", "chain", "chain"] and m["counts"].get("multikey") is None
+    assert m["families"] == ["single", "nonliteral", "chain", "nonliteral", "chain"] and m["counts"].get("multikey") is None
     chains = [json.loads(x) for x in (tmp_path / "train.jsonl").read_text().splitlines()]
     assert sum(r["meta"]["task"] == "chain" for r in chains) >= 3  # two chains a world, one may lack evidence
     assert "reader chats" in capsys.readouterr().out
@@ -41,6 +41,7 @@ def test_families_name_known_families():
     from longrecall.errors import UserError
 
     assert reader.parse_families("chain, nonliteral,chain") == ("chain", "nonliteral", "chain")
+    assert reader.rounds(("single", "chain", "nonliteral", "chain", "nonliteral")) == [("single", "chain", "nonliteral"), ("chain", "nonliteral")]
     for bad in ("", "chains", "single,,bogus"):
         with pytest.raises(UserError, match="--families"):
             reader.parse_families(bad)

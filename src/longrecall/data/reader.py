@@ -92,6 +92,18 @@ def parse_families(text: str) -> tuple[str, ...]:
     return fams
 
 
+def rounds(families) -> list[tuple[str, ...]]:
+    """('a', 'b', 'b') -> [('a', 'b'), ('b',)]: one memory per round, so that two tasks of one family never compete
+    for the same names and places (two non-literal tasks draw their places from the same 20)."""
+    out: list[list[str]] = []
+    for f in families:
+        k = next((i for i, r in enumerate(out) if f not in r), len(out))
+        if k == len(out):
+            out.append([])
+        out[k].append(f)
+    return [tuple(r) for r in out]
+
+
 def build(worlds: int, seed: int = 0, tokens: int = 50_000, phrasing: str = "grammar", progress: bool = True,
           families=FAMILIES) -> tuple[list[dict], Counter]:
     from tqdm.auto import tqdm
@@ -103,9 +115,10 @@ def build(worlds: int, seed: int = 0, tokens: int = 50_000, phrasing: str = "gra
     records, counts = [], Counter()
     with tempfile.TemporaryDirectory(prefix="reader-data-") as tmp:
         for w in tqdm(range(worlds), desc="reader worlds", unit="world", disable=not progress):
-            r, c = world_records(w, seed, tokens, phrasing, Path(tmp), families)
-            records += r
-            counts += c
+            for k, fams in enumerate(rounds(families)):  # a family named twice goes into a second memory
+                r, c = world_records(w + k * 1_000_000, seed, tokens, phrasing, Path(tmp), fams)
+                records += r
+                counts += c
     return records, counts
 
 
@@ -114,7 +127,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--world-tokens", type=int, default=50_000, help="size of each world's memory in tokens (about)")
     p.add_argument("--phrasing", default="grammar", choices=["train", "grammar"], help="training phrasing pool")
     p.add_argument("--families", default=",".join(FAMILIES),
-                   help="families planted in each world, comma-separated; repeat one to plant it twice (e.g. ...,chain,chain)")
+                   help="families planted in each world, comma-separated; a family named twice gets a second small memory (e.g. ...,chain,chain)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--output-dir", required=True, help="folder for train.jsonl and manifest.json")
 
