@@ -284,7 +284,7 @@ def test_adaptive_curriculum_moves_each_family_and_logs_it(make_env, tok, fake_s
     items = [asyncio.run(env.get_next_item()) for _ in range(8)]
     assert {(s.task, s.length) for s in items} <= {("single", 256), ("chain", 256)}
     chains = [s for s in items if s.task == "chain"]
-    assert chains and all(len(s.chain) == 2 for s in chains)  # the first rung: 2 hops
+    assert chains and all(len(s.chain) == 1 for s in chains)  # the first rung: 1 hop
     single = next(s for s in items if s.task == "single")
     env.server = fake_server({single.messages()[-1]["content"]: [single.answers[0], single.answers[0]]})
     for _ in range(2):
