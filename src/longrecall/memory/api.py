@@ -223,20 +223,15 @@ def default_generator(model: str = "default", max_new_tokens: int = 64, adapter:
             out = lm.generate(**enc, max_new_tokens=cap or max_new_tokens, do_sample=False, pad_token_id=tok.pad_token_id)
         return tok.decode(out[0, enc["input_ids"].shape[1] :], skip_special_tokens=True).strip()
 
-    def many(prompts: Sequence[str], cap: int | None = None) -> list[str]:
-        """Several prompts in one left-padded greedy batch (an every-X question's pieces): one decode loop for all."""
-        import torch
+    def many(prompts: Sequence[str], cap: int | None = None, share: bool = True) -> list[str]:
+        """Several prompts in one greedy batch (an every-X question's pieces): one decode loop for all, and the
+        opening they share (system turn, "Notes:") prefilled once (memory.batched)."""
+        from .batched import greedy_batch
 
-        texts = [tok.apply_chat_template([{"role": "system", "content": SYSTEM}, {"role": "user", "content": p}],
-                                         add_generation_prompt=True, tokenize=False) for p in prompts]
-        side, tok.padding_side = tok.padding_side, "left"
-        try:
-            enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False)
-        finally:
-            tok.padding_side = side
-        with torch.no_grad():
-            out = lm.generate(**enc, max_new_tokens=cap or max_new_tokens, do_sample=False, pad_token_id=tok.pad_token_id)
-        return [tok.decode(o[enc["input_ids"].shape[1] :], skip_special_tokens=True).strip() for o in out]
+        rows = [tok.apply_chat_template([{"role": "system", "content": SYSTEM}, {"role": "user", "content": p}],
+                                        add_generation_prompt=True, tokenize=True, return_dict=True)["input_ids"] for p in prompts]
+        outs = greedy_batch(lm, rows, tok.pad_token_id, cap or max_new_tokens, share=share)
+        return [tok.decode(o, skip_special_tokens=True).strip() for o in outs]
 
     generate.many = many
     return generate
