@@ -3,6 +3,7 @@ import pytest
 
 from longrecall.errors import UserError
 from longrecall.lift.evaluate import needle_questions
+from longrecall.lift.route import vocabulary
 from longrecall.niah import GenSpec, generate_sample
 from longrecall.niah.needles import QUESTIONS_ONE
 
@@ -21,7 +22,7 @@ def test_chain_only_inputs_are_refused(tok):
         needle_questions(s)
 
 
-def _stubbed_eval(tok, tmp_path, monkeypatch, control, never=0, collapsed=False):
+def _stubbed_eval(tok, tmp_path, monkeypatch, control, never=0, collapsed=False, route="always"):
     """evaluate() with scripted models: the adapter recalls the ingested needles from memory and nothing else; the base
     reads whatever context it is given (it answers by echoing the prompt)."""
     import json
@@ -36,14 +37,17 @@ def _stubbed_eval(tok, tmp_path, monkeypatch, control, never=0, collapsed=False)
     kept = questions[0]["text"]  # only the first needle lies in the kept head/tail
     (adapter_dir / "context.json").write_text(json.dumps({"head": f"Intro. {kept} More.", "tail": "The end."}))
     (tmp_path / "input.json").write_text(json.dumps(sample))
+    (adapter_dir / "vocabulary.json").write_text(json.dumps(sorted(vocabulary(sample["context"]))))
     adapter, base = object(), type("Base", (), {"eval": lambda self: self})()
+    is_open = [True]
+    monkeypatch.setattr(ev, "set_route", lambda model, manifest, open_: is_open.__setitem__(0, open_))
     manifest = {"base_model": "tiny", "adapter": "gated", "input_tokens": 2048}
     monkeypatch.setattr(ev, "load", lambda d: (adapter, tok, manifest))
     monkeypatch.setattr(longrecall.models, "load_model", lambda name, dtype=None: base)
     prompts = {"adapter": [], "base": []}
 
     def generate(model, _tok, messages, max_new_tokens=32):
-        who = "adapter" if model is adapter else "base"
+        who = "adapter" if model is adapter and is_open[0] else "base"  # a shut adapter is the base model
         prompts[who].append(messages)
         text = " ".join(m["content"] for m in messages)
         if who == "base":
@@ -52,7 +56,7 @@ def _stubbed_eval(tok, tmp_path, monkeypatch, control, never=0, collapsed=False)
         return next((q["answer"] for q in questions if q["question"] in text), fallback)
 
     monkeypatch.setattr(ev, "_generate", generate)
-    result = ev.evaluate(adapter_dir, tmp_path / "input.json", tmp_path / "out", control=control, never=never)
+    result = ev.evaluate(adapter_dir, tmp_path / "input.json", tmp_path / "out", control=control, never=never, route=route)
     return result, sample, prompts
 
 
@@ -101,6 +105,16 @@ def test_false_recall_counts_memorised_values_given_for_keys_never_ingested(tok,
     assert len(saved) == 5 and all(q["key"] not in json.dumps(sample) for q in saved)
 
 
+def test_the_entity_route_keeps_the_memory_for_ingested_keys_and_the_base_model_for_the_rest(tok, tmp_path, monkeypatch):
+    """The same scripted adapter that ruins the control and recalls memorised values for unknown keys (above), routed:
+    memory questions still open it, control, never-ingested keys and chats reach the base model."""
+    result, _, _ = _stubbed_eval(tok, tmp_path, monkeypatch, control=3, never=5, collapsed=True, route="entity")
+    assert result["route"] == "entity" and result["recall_no_context"] == 100.0
+    assert result["adapter_opened"] == {"memory questions": 100.0, "in-context control": 0.0, "never ingested": 0.0, "ordinary chats": 0.0}
+    assert result["control_adapter"] == result["control_base"] == 100.0
+    assert result["false_recall"] == 0.0 and result["chats_same_as_base"] == 100.0
+
+
 def test_evaluate_without_control_reports_none(tok, tmp_path, monkeypatch):
     result, _, _ = _stubbed_eval(tok, tmp_path, monkeypatch, control=0)
     assert result["control_adapter"] is None and result["control_base"] is None
@@ -123,6 +137,9 @@ def test_evaluate_runs_on_a_real_tiny_ingest(tok, tmp_path):
     cfg = load_config(IngestConfig, "configs/lift-cpu-smoke.yaml", {"model": str(base), "max_steps": 2, "loss_eval_segments": 0})
     ingest(tmp_path / "input.json", tmp_path / "adapter", cfg, progress=False)
     result = evaluate(tmp_path / "adapter", tmp_path / "input.json", tmp_path / "eval", control=1, never=2)
+    routed = evaluate(tmp_path / "adapter", tmp_path / "input.json", tmp_path / "eval-routed", control=1, never=2, route="entity")
+    assert routed["adapter_opened"]["memory questions"] == 100.0 and routed["adapter_opened"]["never ingested"] == 0.0
+    assert routed["chats_same_as_base"] == 100.0  # shut: the base model's own answers
     assert result["needles"] == 2 and result["adapter"] == "gated"
     gates = json.loads((tmp_path / "eval" / "gates.json").read_text())
     assert set(gates) == {"memory questions", "in-context control", "ordinary chats"}

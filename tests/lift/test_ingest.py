@@ -47,7 +47,8 @@ def test_ingest_then_ask(tiny_dir, text_file, tmp_path, adapter, lr):
     m = ingest(text_file, out, _cfg(tiny_dir, adapter=adapter, lr=lr), progress=False)
     files = {p.name for p in out.iterdir()}
     weights = "gated_memory.safetensors" if adapter == "gated" else "adapter_model.safetensors"
-    assert {weights, "adapter_config.json", "lift_manifest.json", "context.json", "longrecall.json", "data"} <= files
+    assert {weights, "adapter_config.json", "lift_manifest.json", "context.json", "longrecall.json", "vocabulary.json", "data"} <= files
+    assert {"nora", "hale", "5551234"} <= set(json.loads((out / "vocabulary.json").read_text()))
     saved = json.loads((out / "lift_manifest.json").read_text())
     assert saved["input_sha256"] == m["input_sha256"] and saved["input_tokens"] > 128
     assert saved["steps"] == len(saved["loss_history"]) > 0
@@ -67,7 +68,7 @@ def test_ask_warns_on_another_input(tiny_dir, text_file, tmp_path, capsys):
     other = tmp_path / "other.txt"
     other.write_text(prose_text(30, 9))
     with pytest.warns(UserWarning, match="ingested from"):
-        ask_mod.main(Namespace(adapter=str(out), question="Who?", context="none", input=str(other), max_new_tokens=2))
+        ask_mod.main(Namespace(adapter=str(out), question="Who?", context="none", input=str(other), max_new_tokens=2, route="always"))
     assert ask_mod.check_input(ask_mod.read_manifest(out), text_file)
 
 
@@ -107,3 +108,33 @@ def test_retain_records_with_a_gate_penalty_keep_the_gate_shut_on_chats(tiny_dir
         model, _, _ = load(str(out))
         means[penalty] = sum(abs(g) for g in gate_means(model, chats))
     assert means[10.0] < means[0.0]
+
+
+def test_the_entity_route_opens_the_adapter_for_what_the_input_names_and_leaves_the_base_model_otherwise(tiny_dir, text_file, tmp_path):
+    """route entity: a question naming Nora Hale is answered with the adapter open; an unrelated one by the base
+    model exactly (same greedy answer as the tiny model with no adapter)."""
+    from longrecall.lift.folder import load
+    from longrecall.lift.gated_memory import GatedMemory
+    from longrecall.errors import UserError
+
+    out = tmp_path / "adapter"
+    ingest(text_file, out, _cfg(tiny_dir, adapter="gated", lr=5e-2, max_steps=12, loss_eval_segments=0), progress=False)
+    model, tok, _ = load(str(out), None)  # the cached model ask() uses
+    scales = lambda: {m.gate_scale for m in model.modules() if isinstance(m, GatedMemory)}  # noqa: E731
+    unrelated = "What is the capital of France?"
+    routed = ask_mod.ask(out, unrelated, "none", max_new_tokens=6, route="entity")
+    assert scales() == {0.0}
+    ids = tok.apply_chat_template(ask_mod.prompt_messages(out, unrelated), add_generation_prompt=True, tokenize=True, return_dict=False)
+    from transformers import AutoModelForCausalLM
+
+    base = AutoModelForCausalLM.from_pretrained(tiny_dir).eval()
+    with torch.no_grad():
+        plain = base.generate(torch.tensor([ids]), attention_mask=torch.ones(1, len(ids), dtype=torch.long), max_new_tokens=6,
+                              do_sample=False, pad_token_id=tok.pad_token_id)
+    assert routed == tok.decode(plain[0, len(ids):], skip_special_tokens=True).strip()
+    ask_mod.ask(out, "What is the archive key of Nora Hale?", "none", max_new_tokens=2, route="entity")
+    assert scales() == {1.0}
+    always = ask_mod.ask(out, unrelated, "none", max_new_tokens=6, route="always")
+    assert scales() == {1.0} and isinstance(always, str)
+    with pytest.raises(UserError, match="--route"):
+        ask_mod.ask(out, unrelated, route="sometimes")

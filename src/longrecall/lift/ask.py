@@ -13,7 +13,10 @@ import torch
 
 from ..data.lift import qa_messages, read_input, sha256_text
 from ..errors import UserError
-from .folder import CONTEXT, MANIFEST, load, read_manifest  # noqa: F401 (MANIFEST, read_manifest: this module's API)
+from .folder import CONTEXT, MANIFEST, load, load_vocabulary, read_manifest, set_route  # noqa: F401 (MANIFEST, read_manifest: this module's API)
+from .route import route as route_question
+
+ROUTES = ("always", "entity")
 
 
 def check_input(manifest: dict, input_path: str | Path) -> bool:
@@ -41,11 +44,23 @@ def prompt_messages(adapter_dir: str | Path, question: str, context_mode: str = 
 
 @torch.no_grad()
 def ask(adapter_dir: str | Path, question: str, context_mode: str = "none", max_new_tokens: int | None = None,
-        input_path: str | Path | None = None, model_name: str | None = None) -> str:
-    """Greedy answer to `question` from the base model + the ingested adapter."""
+        input_path: str | Path | None = None, model_name: str | None = None, route: str = "always") -> str:
+    """Greedy answer to `question` from the base model + the ingested adapter; route "entity": the adapter only
+    when the question names something the input names (lift/route.py), else the base model exactly."""
+    if route not in ROUTES:
+        raise UserError(f"--route {route!r} unknown: pass --route always or --route entity")
+    opened = True
+    if route == "entity":  # checked before a model loads: a folder without a vocabulary fails in a second
+        if read_manifest(adapter_dir)["adapter"] != "gated":
+            raise UserError("--route entity needs a gated adapter (its gate can be shut); a LoRA ingest is merged: use --route always")
+        opened = route_question(question, load_vocabulary(adapter_dir, input_path))[0]
     model, tokenizer, manifest = load(str(adapter_dir), model_name)
     if input_path is not None:
         check_input(manifest, input_path)
+    if route == "entity":
+        set_route(model, manifest, opened)
+    elif manifest["adapter"] == "gated":
+        set_route(model, manifest, True)
     ids = tokenizer.apply_chat_template(prompt_messages(adapter_dir, question, context_mode), add_generation_prompt=True,
                                         tokenize=True, return_dict=False)
     n = max_new_tokens or manifest["settings"].get("max_new_tokens", 48)
@@ -59,10 +74,12 @@ def add_arguments(parser) -> None:
     parser.add_argument("--context", choices=["none", "truncated"], default="none", help="add the input's head and tail to the prompt")
     parser.add_argument("--input", default=None, help="the input you mean to ask about: warns if the adapter was built from another")
     parser.add_argument("--max-new-tokens", type=int, default=None)
+    parser.add_argument("--route", choices=ROUTES, default="always",
+                        help="entity: open the adapter only when the question names something the input names (else the base model answers)")
     parser.add_argument("question", help="the question")
 
 
 def main(args) -> int:
-    answer = ask(args.adapter, args.question, args.context, args.max_new_tokens, args.input)
+    answer = ask(args.adapter, args.question, args.context, args.max_new_tokens, args.input, route=args.route)
     sys.stdout.write(answer + "\n")
     return 0

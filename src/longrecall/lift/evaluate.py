@@ -26,7 +26,8 @@ from ..io import write_json
 from ..niah.needles import QUESTIONS_ONE, pool
 from ..niah.scoring import found
 from .ask import prompt_messages
-from .folder import CONTEXT, load
+from .folder import CONTEXT, load, load_vocabulary, set_route
+from .route import route as route_question
 
 
 def _ids_of(tok, messages: list[dict]) -> torch.Tensor:
@@ -122,7 +123,7 @@ def gate_statistics(model, tok, sets: dict[str, list[list[dict]]], out: Path) ->
 
 
 def evaluate(adapter_dir: str | Path, input_path: str | Path, out_dir: str | Path, control: int = 20,
-             never: int = 20) -> dict:
+             never: int = 20, route: str = "always") -> dict:
     from ..models import load_model
     from ..niah import GenSpec, generate_sample
 
@@ -133,10 +134,21 @@ def evaluate(adapter_dir: str | Path, input_path: str | Path, out_dir: str | Pat
     model, tok, manifest = load(str(adapter_dir))
     base = load_model(manifest["base_model"], dtype="float32").eval()
     ctx = json.loads((adapter_dir / CONTEXT).read_text())
+    vocab = load_vocabulary(adapter_dir, input_path) if route == "entity" else None
+    opened: dict[str, list[bool]] = {"memory questions": [], "in-context control": [], "never ingested": [], "ordinary chats": []}
+
+    def gate(question: str, kind: str) -> bool:
+        """Open or shut the adapter for this question (route entity); always open otherwise."""
+        open_ = route_question(question, vocab)[0] if vocab is not None else True
+        if manifest["adapter"] == "gated":
+            set_route(model, manifest, open_)
+        opened[kind].append(open_)
+        return open_
+
     rows = []
     for q in needle_questions(sample):
         kept = q["text"] in ctx["head"] or q["text"] in ctx["tail"]
-        row = {**q, "in_kept_context": kept}
+        row = {**q, "in_kept_context": kept, "adapter_opened": gate(q["question"], "memory questions")}
         for key, (m, mode) in {"adapter_none": (model, "none"), "adapter_truncated": (model, "truncated"),
                                "base_truncated": (base, "truncated"), "base_none": (base, "none")}.items():
             ans = _generate(m, tok, prompt_messages(adapter_dir, q["question"], mode))
@@ -149,19 +161,24 @@ def evaluate(adapter_dir: str | Path, input_path: str | Path, out_dir: str | Pat
         spec = GenSpec(task="single", length=min(1024, sample.get("length", 1024)), depth=0.5, haystack="prose", seed=10_000 + i, phrasing="heldout")
         s = generate_sample(spec, tok)
         ctrl_samples.append(s)
+        open_ = gate(s.question, "in-context control")
         outs = {name: _generate(m, tok, s.messages()) for name, m in (("adapter", model), ("base", base))}
-        ctrl.append({"question": s.question, "answer": s.answers[0], "outputs": outs,
+        ctrl.append({"question": s.question, "answer": s.answers[0], "outputs": outs, "adapter_opened": open_,
                      **{name: found(s.answers[0], o) for name, o in outs.items()}})
     values = {nd["value"] for nd in sample.get("needles", []) if nd.get("value")}
     false = []
     for q in never_ingested(sample, never):
+        open_ = gate(q["question"], "never ingested")
         ans = _generate(model, tok, prompt_messages(adapter_dir, q["question"], "none"))
-        false.append({**q, "output": ans, "false_recall": any(v in ans for v in values)})
+        false.append({**q, "output": ans, "adapter_opened": open_, "false_recall": any(v in ans for v in values)})
     chats = []
     for c in CHATS:  # ordinary questions: does the adapter leave the base model's answer as it was?
+        open_ = gate(c, "ordinary chats")
         outs = {name: _generate(m, tok, [{"role": "user", "content": c}]) for name, m in (("adapter", model), ("base", base))}
-        chats.append({"question": c, "outputs": outs, "same_as_base": outs["adapter"] == outs["base"]})
+        chats.append({"question": c, "outputs": outs, "adapter_opened": open_, "same_as_base": outs["adapter"] == outs["base"]})
     out = Path(out_dir)
+    if manifest["adapter"] == "gated":
+        set_route(model, manifest, True)  # the gate statistics measure the learned gate itself
     gates = gate_statistics(model, tok, {
         "memory questions": [prompt_messages(adapter_dir, q["question"], "none") for q in rows],
         "in-context control": [s.messages() for s in ctrl_samples],
@@ -174,6 +191,7 @@ def evaluate(adapter_dir: str | Path, input_path: str | Path, out_dir: str | Pat
     outside = lambda r: not r["in_kept_context"]  # noqa: E731
     result = {
         "input": str(input_path), "input_tokens": manifest.get("input_tokens"), "adapter": manifest.get("adapter"),
+        "route": route, "adapter_opened": {k: round(100 * sum(v) / len(v), 1) for k, v in opened.items() if v},
         "needles": len(rows), "outside_kept_context": sum(outside(r) for r in rows),
         "recall_no_context": acc("adapter_none"),
         "recall_truncated": acc("adapter_truncated"),
@@ -205,8 +223,10 @@ def add_arguments(p) -> None:
     p.add_argument("--output-dir", required=True)
     p.add_argument("--control", type=int, default=20, help="control questions about another text, asked with it in context")
     p.add_argument("--never", type=int, default=20, help="questions about keys never ingested, no context (false recall)")
+    p.add_argument("--route", choices=["always", "entity"], default="always",
+                   help="entity: the adapter answers only questions naming something the input names (lift/route.py)")
 
 
 def main(a) -> None:
-    r = evaluate(a.adapter, a.input, a.output_dir, a.control, a.never)
+    r = evaluate(a.adapter, a.input, a.output_dir, a.control, a.never, a.route)
     print(json.dumps(r, indent=2))

@@ -40,3 +40,27 @@ def load(adapter_dir: str, model_name: str | None = None):
         model = PeftModel.from_pretrained(model, adapter_dir).merge_and_unload()
     model.eval()
     return model, tokenizer, manifest
+
+
+def load_vocabulary(adapter_dir: str | Path, input_path: str | Path | None = None) -> set[str]:
+    """The ingested input's word set for the entity router: vocabulary.json, else computed from `input_path`."""
+    from .route import VOCABULARY, vocabulary
+
+    path = Path(adapter_dir) / VOCABULARY
+    if path.exists():
+        return set(json.loads(path.read_text()))
+    if input_path is None:
+        raise UserError(f"{path} missing (ingested before the router existed): pass --input with the ingested file, "
+                        f"re-run `longrecall lift ingest`, or use --route always")
+    from ..data.lift import read_input
+
+    return vocabulary(read_input(input_path)[0])
+
+
+def set_route(model, manifest: dict, open_: bool) -> None:
+    """Open or shut an ingested adapter for the next question (gated adapters only)."""
+    if manifest["adapter"] != "gated":
+        raise UserError("--route entity needs a gated adapter (its gate can be shut); a LoRA ingest is merged: use --route always")
+    from .gated_memory import set_gate_scale
+
+    set_gate_scale(model, 1.0 if open_ else 0.0)

@@ -21,6 +21,7 @@ from ..data.retain import RETAIN_KINDS
 from ..errors import UserError
 from ..io import write_json
 from .folder import CONTEXT, MANIFEST
+from .route import VOCABULARY, vocabulary
 from .folder import load as load_ingested
 
 
@@ -206,6 +207,7 @@ def ingest(input_path: str | Path, output_dir: str | Path, cfg: IngestConfig | N
     ids = tokenizer(text, add_special_tokens=False)["input_ids"]
     head, tail = head_tail(ids, tokenizer, cfg.data.context_budget)
     write_json(out / CONTEXT, {"head": head, "tail": tail, "budget": cfg.data.context_budget})
+    write_json(out / VOCABULARY, sorted(vocabulary(text)))  # the entity router's word set (lift/route.py)
     write_json(out / "longrecall.json", {"base_model": cfg.model, "method": "lift", "adapter": cfg.adapter})
     manifest = {
         "input": str(Path(input_path).resolve()), "input_sha256": data_manifest["input_sha256"], "input_tokens": len(ids),
