@@ -65,6 +65,24 @@ def test_text_output_is_the_answer_then_evidence_then_the_trace(tmp_path, capsys
     assert capsys.readouterr().out == "Room C33.\n"
 
 
+def test_a_walked_answer_gives_its_last_hop_and_shows_the_walk(tmp_path, capsys, monkeypatch):
+    """A reader answering a chain link by link and looping back: the answer is the hop before the loop; the walk is
+    shown under it and in --json."""
+    import json
+
+    db = str(tmp_path / "chains.db")
+    mem = Memory(db, embedder=None)
+    mem.add(CHAINS, source="chains.txt")
+    mem.close()
+    monkeypatch.setattr(R, "load_reader", lambda spec: lambda prompt: "5521 -> C33 -> 5521 -> A7")
+    assert ask_main(_parse(["Which room is Chiara's locker in?", "--store", db, "-k", "1"])) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[:2] == ["C33", "read as: 5521 -> C33"]
+    assert ask_main(_parse(["Which room is Chiara's locker in?", "--store", db, "-k", "1", "--json"])) == 0
+    got = json.loads(capsys.readouterr().out)
+    assert got["answer"] == "C33" and got["walk"] == ["5521", "C33"]
+
+
 def test_the_reader_comes_from_the_flag_then_the_environment(monkeypatch, tmp_path):
     monkeypatch.delenv("LONGRECALL_READER", raising=False)
     assert R.reader_spec(None) == "reader-v1"  # the shipped reader is the default

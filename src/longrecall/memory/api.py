@@ -30,6 +30,7 @@ from ..rag.chunking import Chunk, sentence_spans
 from ..rag.multihop import STRATEGIES, lists_all, ranked_for
 from ..rag.retrievers import rrf
 from .listing import GROUP, answer_all, read_in_pieces
+from .walk import walked
 from .store import MemoryStore, SQLiteStore
 
 PIECE_BYTES = 1 << 20  # files are read 1 MiB at a time: a 10M-token file never sits in memory whole
@@ -168,6 +169,7 @@ class Answer:
     incomplete: list[dict] = field(default_factory=list)  # documents the context draws on whose add did not finish
     strategy: str = "auto"
     trace: list[dict] = field(default_factory=list)  # multi-hop: per hop, the entities followed and the chunk keys reached
+    walk: list[str] = field(default_factory=list)  # the reader's hop-by-hop reading of a chain (memory.walk); answer: its last hop
 
     def warning(self) -> str | None:
         """One line saying which retrieved text comes from an unfinished add, or None."""
@@ -354,7 +356,7 @@ class Memory:
             if focus and lists_all(question, strategy) and read_group and len(chunks) > read_group:
                 result.answer = read_in_pieces(question, chunks, gen, lambda q, part: build_prompt(q, join_in_order(part)), read_group)
             else:
-                result.answer = gen(build_prompt(question, result.context))
+                result.answer, result.walk = walked(gen(build_prompt(question, result.context)))
         return result
 
     def close(self) -> None:

@@ -186,12 +186,12 @@ def ask_item(mem, item: Item, strategy: str, generate: bool, k: int = 6, budget_
     try:
         res = mem.ask(item.sample["question"], k=k, generate=generate, budget_chars=budget_chars, strategy=strategy, focus=focus,
                        read_group=read_group, order=order)
-        context, answer = res.context, res.answer
+        context, answer, walk = res.context, res.answer, res.walk
     except NotFound:
-        context, answer = "", None
+        context, answer, walk = "", None, []
     latency = time.perf_counter() - t0
     row = {"family": item.family, "planted": item.planted, "question": item.sample["question"],
-           "answers": item.sample["answers"], "answer": answer, "latency_s": round(latency, 3),
+           "answers": item.sample["answers"], "answer": answer, "walk": walk, "latency_s": round(latency, 3),
            "hops": len(item.targets), "focus": focus, "evidence_chars": len(context)}
     if not item.planted:
         row["abstained"] = abstained(answer) if generate else None

@@ -80,7 +80,9 @@ def trace_lines(answer, items: list[dict]) -> list[str]:
 def render(answer, items: list[dict], reader: str | None, width: int = 160) -> str:
     """The answer (or the retrieved text), then its evidence, as the terminal shows it."""
     head = answer.answer if answer.answer is not None else answer.context
-    out = [head, "", f"evidence ({len(items)} pieces, strategy {answer.strategy}"
+    walk = getattr(answer, "walk", None)
+    read_as = [f"read as: {' -> '.join(walk)}"] if walk and len(walk) > 1 else []
+    out = [head, *read_as, "", f"evidence ({len(items)} pieces, strategy {answer.strategy}"
            + (f", reader {reader})" if reader else ", no reader)") + ":"]
     for e in items:
         text = " ".join(e["text"].split())
@@ -94,5 +96,5 @@ def render(answer, items: list[dict], reader: str | None, width: int = 160) -> s
 
 def as_json(answer, items: list[dict], reader: str | None) -> str:
     return json.dumps({"question": answer.question, "answer": answer.answer, "reader": reader, "strategy": answer.strategy,
-                       "evidence": items, "trace": [{**t, "chunks": [list(k) for k in t["chunks"]]} for t in answer.trace],
+                       "walk": getattr(answer, "walk", []), "evidence": items, "trace": [{**t, "chunks": [list(k) for k in t["chunks"]]} for t in answer.trace],
                        "warning": answer.warning()}, ensure_ascii=False, indent=1)
