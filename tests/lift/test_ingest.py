@@ -88,8 +88,10 @@ def test_schedule_two_stages_and_shipped_configs(tiny_dir):
     assert (a.adapter, a.set) == ("lora", ["data.qa=cloze"])
 
 
-def test_retain_records_with_a_gate_penalty_keep_the_gate_shut_on_chats(tiny_dir, text_file, tmp_path):
-    """Same ingest twice, the gate penalty off and on: the penalty's run ends with smaller gates on ordinary chats."""
+@pytest.mark.parametrize("on", ["gate", "output"])
+def test_retain_records_with_a_gate_penalty_keep_the_gate_shut_on_chats(tiny_dir, text_file, tmp_path, on):
+    """Same ingest twice, the penalty off and on (on the gate, or on the output change): the penalty's run ends with
+    smaller gates on ordinary chats."""
     from longrecall.lift.folder import load
     from longrecall.lift.gated_memory import gate_means
 
@@ -99,7 +101,7 @@ def test_retain_records_with_a_gate_penalty_keep_the_gate_shut_on_chats(tiny_dir
     means = {}
     for penalty in (0.0, 10.0):
         out = tmp_path / f"p{penalty}"
-        m = ingest(text_file, out, _cfg(tiny_dir, gate_penalty=penalty, max_new_tokens=4, loss_eval_segments=0,
+        m = ingest(text_file, out, _cfg(tiny_dir, gate_penalty=penalty, gate_penalty_on=on, max_new_tokens=4, loss_eval_segments=0,
                                         **{"data.retain_chats": 3, "data.retain_absent": 2}), progress=False)
         retained = [h for h in m["loss_history"] if h["kind"].startswith("retain")]
         assert len(retained) == 5 and all(("gate" in h) == (penalty > 0) for h in retained)

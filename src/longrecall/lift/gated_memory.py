@@ -77,7 +77,8 @@ class GatedMemory(nn.Module):
         self.w4 = nn.Parameter(torch.zeros(heads, gate_hidden))
         self.gate_scale = 1.0
         self.record: list[float] | None = None  # set by record_gates
-        self.penalty: list[torch.Tensor] | None = None  # set by collect_gates: differentiable mean |gate| per forward
+        self.penalty: list[torch.Tensor] | None = None  # set by collect_gates: one differentiable term per forward
+        self.penalty_on = "gate"  # gate: mean |gate|; output: mean squared change of the head's output, relative
         self._query: torch.Tensor | None = None  # pre-RoPE query of the current forward, set by the q_proj hook
 
     def forward(self, query: torch.Tensor, attn: torch.Tensor) -> torch.Tensor:
@@ -90,12 +91,16 @@ class GatedMemory(nn.Module):
         if self.gate == "closed":  # the offset is computed by the same kernel on a same-shaped tensor: exactly 0 at w4 = 0
             off = torch.sigmoid(torch.full_like(logit, -3.0))
             g = (g - off) / (1.0 - off)
-        if self.penalty is not None:
+        if self.penalty is not None and self.penalty_on == "gate":
             self.penalty.append(g.abs().mean())
         gate = (g * self.gate_scale).unsqueeze(-1)
         if self.record is not None:  # gate statistics: the mean over this forward's tokens and heads
             self.record.append(float(gate.detach().float().mean()))
         a = attn.reshape(*shape[:-1], self.heads, self.head_dim)
+        if self.penalty is not None and self.penalty_on == "output":
+            # what the adapter changes, relative to attention's own output: a small gate times a large memory counts
+            change = (gate * (memory - a)).float().pow(2).sum(-1) / a.float().pow(2).sum(-1).clamp_min(1e-6)
+            self.penalty.append(change.mean())
         mixed = (1.0 - gate) * a + gate * memory
         return mixed.reshape(shape).to(attn.dtype)
 
@@ -210,17 +215,20 @@ def gate_means(model: nn.Module, batches: list[torch.Tensor]) -> list[float]:
 
 
 @contextlib.contextmanager
-def collect_gates(model: nn.Module) -> Iterator[list[torch.Tensor]]:
-    """Inside the block, each gated layer's forward appends its mean |gate| (differentiable): a gate penalty's terms."""
+def collect_gates(model: nn.Module, on: str = "gate") -> Iterator[list[torch.Tensor]]:
+    """Inside the block, each gated layer's forward appends one differentiable penalty term: its mean |gate| (on
+    "gate"), or the mean squared change it makes to the attention output, relative to that output (on "output")."""
+    if on not in ("gate", "output"):
+        raise UserError(f"gate_penalty_on {on!r} unknown: use gate or output")
     mods = [m for m in model.modules() if isinstance(m, GatedMemory)]
     terms: list[torch.Tensor] = []
     for m in mods:
-        m.penalty = terms
+        m.penalty, m.penalty_on = terms, on
     try:
         yield terms
     finally:
         for m in mods:
-            m.penalty = None
+            m.penalty, m.penalty_on = None, "gate"
 
 
 def set_gate_scale(model: nn.Module, scale: float) -> None:

@@ -73,7 +73,10 @@ class IngestConfig:
     max_new_tokens: int = 48
     """Answer length for `lift ask` (and for the base model's replies to retain chats)."""
     gate_penalty: float = 0.0
-    """Gated memory: weight of the mean |gate| added to the loss of retain records (0 = none)."""
+    """Gated memory: weight of the penalty added to the loss of retain records (0 = none)."""
+    gate_penalty_on: str = "gate"
+    """gate: the mean |gate| (measured: the memory grows instead, and a gate of 0.006 still changed every chat);
+    output: the mean squared change the adapter makes to each head's attention output, relative to it."""
 
 
 def _learning_rate(cfg: IngestConfig) -> float:
@@ -146,7 +149,7 @@ def train(model, tokenizer, parts: dict[str, list[dict]], cfg: IngestConfig, pro
         if cfg.gate_penalty and cfg.adapter == "gated" and record["kind"] in RETAIN_KINDS:
             from .gated_memory import collect_gates
 
-            with collect_gates(model) as terms:
+            with collect_gates(model, cfg.gate_penalty_on) as terms:
                 loss = _loss(model, ids, labels, cfg)
             gate = torch.stack(terms).mean()
             loss = loss + cfg.gate_penalty * gate
