@@ -1,9 +1,9 @@
 """Who answers a `memory ask`, and the evidence shown with the answer.
 
-    longrecall memory ask "Which room holds Kofi's bicycle?"                      # reader: the shipped reader-v1
+    longrecall memory ask "Which room holds Kofi's bicycle?"                      # reader: the shipped reader-v2
     longrecall memory ask "..." --reader runs/cpu/train/adapter --json           # an adapter (or a merged folder)
 
-The reader is `--reader`, else $LONGRECALL_READER, else reader-v1, the shipped memory reader (a LoRA on the embedded
+The reader is `--reader`, else $LONGRECALL_READER, else reader-v2, the shipped memory reader (a LoRA on the embedded
 model trained on the prompts the memory shows its reader; `--reader base` is the embedded model alone); the output
 always names it.
 Evidence: each retrieved piece with its document, character offsets and text; for a multi-hop question, the
@@ -18,12 +18,18 @@ from pathlib import Path
 from ..errors import UserError
 
 BASE = "base"
-SHIPPED = "reader-v1"  # the default: a LoRA reader trained on memory-ask prompts (memory/readers/reader-v1/README.md)
-SHIPPED_DIR = Path(__file__).parent / "readers" / SHIPPED
+SHIPPED = "reader-v2"  # the default: a LoRA reader trained on memory-ask prompts (memory/readers/reader-v2/README.md)
+READERS = Path(__file__).parent / "readers"  # every shipped reader, by name (reader-v1 stays for comparison)
+SHIPPED_DIR = READERS / SHIPPED
+
+
+def shipped(spec: str) -> bool:
+    """A shipped reader's name (reader-v1, reader-v2), not a path."""
+    return spec.startswith("reader-") and "/" not in spec and (READERS / spec / "adapter_config.json").exists()
 
 
 def reader_spec(arg: str | None) -> str:
-    """The reader to use: the flag, else $LONGRECALL_READER, else the shipped reader (reader-v1)."""
+    """The reader to use: the flag, else $LONGRECALL_READER, else the shipped default reader."""
     return arg or os.environ.get("LONGRECALL_READER") or SHIPPED
 
 
@@ -32,6 +38,8 @@ def describe(spec: str) -> str:
         return "base (embedded SmolLM2-135M-Instruct)"
     if spec == SHIPPED:
         return f"{SHIPPED} (the shipped memory reader: a LoRA on SmolLM2-135M-Instruct)"
+    if shipped(spec):
+        return f"{spec} (an earlier shipped memory reader: a LoRA on SmolLM2-135M-Instruct)"
     kind = "adapter" if (Path(spec) / "adapter_config.json").exists() else "model"
     return f"{kind} {spec}"
 
@@ -42,8 +50,8 @@ def load_reader(spec: str, max_new_tokens: int = 64):
 
     if spec in (BASE, "default"):
         return default_generator("default", max_new_tokens)
-    if spec == SHIPPED:
-        return default_generator("default", max_new_tokens, adapter=str(SHIPPED_DIR))
+    if shipped(spec):
+        return default_generator("default", max_new_tokens, adapter=str(READERS / spec))
     folder = Path(spec)
     if (folder / "adapter_config.json").exists():
         from ..train.lora_plus import read_adapter_info
