@@ -399,7 +399,7 @@ def add_ask_arguments(p) -> None:
                    help="show the reader whole retrieved chunks, not only the sentences that bear on the question")
     p.add_argument("--reader", default=None, metavar="base|ADAPTER|MODEL",
                    help="who answers: 'base' (the embedded model), an adapter folder or a merged model folder "
-                        "(default $LONGRECALL_READER, else reader-v2, the shipped memory reader; reader-v1 names the earlier one); the output names it")
+                        "(default $LONGRECALL_READER, else reader-v1, the shipped memory reader; reader-v2 names the other one); the output names it")
     p.add_argument("--read-group", type=_positive("--read-group", allow_zero=True), default=GROUP, metavar="N",
                    help=f"an every-X question's evidence is read N sentences at a time and the answers merged "
                         f"(default {GROUP}; 0: all at once)")

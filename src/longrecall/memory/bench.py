@@ -7,7 +7,7 @@ Each world is one memory of the given size (procedural prose and the installed p
 one held-out task per family (single needle, all needles of a kind (8-64), a 2-4 hop chain, a non-literal needle)
 planted far apart, and one question about something it does not hold. Every question goes through Memory.ask, the
 code path of `memory ask` (retrieval by strategy, the prompt, the reader). A row is READER:STRATEGY[:WORLDS]
-(reader: base, tuned, reader (the shipped reader, reader-v2) or retrieval, the last asking without a reader to measure
+(reader: base, tuned, reader (the shipped default reader, reader-v1) or retrieval, the last asking without a reader to measure
 retrieval alone; WORLDS caps how
 many of the size's worlds that row reads). Results append to results.jsonl per world and row: a rerun resumes.
 Writes summary.json and README.md (per family x size: score with 95% interval, evidence recall, misses by hop and
@@ -137,7 +137,7 @@ def main(args) -> int:
     bad = [f"{n}:{s}" for n, s, _ in rows if n not in ("base", "tuned", "reader", "retrieval") or s not in ("auto", "topk", "multihop", "findall")]
     if bad:
         raise UserError(f"--rows {', '.join(bad)}: a row is READER:STRATEGY with reader base, tuned, reader (the shipped "
-                        "reader-v2) or retrieval and strategy auto, topk, multihop or findall")
+                        "reader-v1) or retrieval and strategy auto, topk, multihop or findall")
     if any(r == "tuned" for r, _, _ in rows) and not args.tuned:
         raise UserError("rows name the tuned reader: pass --tuned ADAPTER_OR_MODEL_FOLDER")
     from tqdm.auto import tqdm

@@ -1,9 +1,9 @@
 """Who answers a `memory ask`, and the evidence shown with the answer.
 
-    longrecall memory ask "Which room holds Kofi's bicycle?"                      # reader: the shipped reader-v2
+    longrecall memory ask "Which room holds Kofi's bicycle?"                      # reader: the shipped reader-v1
     longrecall memory ask "..." --reader runs/cpu/train/adapter --json           # an adapter (or a merged folder)
 
-The reader is `--reader`, else $LONGRECALL_READER, else reader-v2, the shipped memory reader (a LoRA on the embedded
+The reader is `--reader`, else $LONGRECALL_READER, else reader-v1, the shipped memory reader (a LoRA on the embedded
 model trained on the prompts the memory shows its reader; `--reader base` is the embedded model alone); the output
 always names it.
 Evidence: each retrieved piece with its document, character offsets and text; for a multi-hop question, the
@@ -18,8 +18,8 @@ from pathlib import Path
 from ..errors import UserError
 
 BASE = "base"
-SHIPPED = "reader-v2"  # the default: a LoRA reader trained on memory-ask prompts (memory/readers/reader-v2/README.md)
-READERS = Path(__file__).parent / "readers"  # every shipped reader, by name (reader-v1 stays for comparison)
+SHIPPED = "reader-v1"  # the default: a LoRA reader trained on memory-ask prompts (memory/readers/reader-v1/README.md)
+READERS = Path(__file__).parent / "readers"  # every shipped reader, by name (reader-v2: better on non-literal questions, worse on chains)
 SHIPPED_DIR = READERS / SHIPPED
 
 
@@ -39,7 +39,7 @@ def describe(spec: str) -> str:
     if spec == SHIPPED:
         return f"{SHIPPED} (the shipped memory reader: a LoRA on SmolLM2-135M-Instruct)"
     if shipped(spec):
-        return f"{spec} (an earlier shipped memory reader: a LoRA on SmolLM2-135M-Instruct)"
+        return f"{spec} (another shipped memory reader: a LoRA on SmolLM2-135M-Instruct)"
     kind = "adapter" if (Path(spec) / "adapter_config.json").exists() else "model"
     return f"{kind} {spec}"
 
