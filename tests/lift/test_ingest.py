@@ -136,6 +136,7 @@ def test_the_entity_route_opens_the_adapter_for_what_the_input_names_and_leaves_
     assert routed == tok.decode(plain[0, len(ids):], skip_special_tokens=True).strip()
     ask_mod.ask(out, "What is the archive key of Nora Hale?", "none", max_new_tokens=2, route="entity")
     assert scales() == {1.0}
+    assert ask_mod.ask(out, unrelated, "none", max_new_tokens=6) == routed and scales() == {0.0}  # auto: entity
     always = ask_mod.ask(out, unrelated, "none", max_new_tokens=6, route="always")
     assert scales() == {1.0} and isinstance(always, str)
     with pytest.raises(UserError, match="--route"):

@@ -16,7 +16,7 @@ from ..errors import UserError
 from .folder import CONTEXT, MANIFEST, load, load_vocabulary, read_manifest, set_route  # noqa: F401 (MANIFEST, read_manifest: this module's API)
 from .route import route as route_question
 
-ROUTES = ("always", "entity")
+ROUTES = ("auto", "always", "entity")  # auto: entity for a gated adapter with its vocabulary, else always
 
 
 def check_input(manifest: dict, input_path: str | Path) -> bool:
@@ -44,11 +44,16 @@ def prompt_messages(adapter_dir: str | Path, question: str, context_mode: str = 
 
 @torch.no_grad()
 def ask(adapter_dir: str | Path, question: str, context_mode: str = "none", max_new_tokens: int | None = None,
-        input_path: str | Path | None = None, model_name: str | None = None, route: str = "always") -> str:
+        input_path: str | Path | None = None, model_name: str | None = None, route: str = "auto") -> str:
     """Greedy answer to `question` from the base model + the ingested adapter; route "entity": the adapter only
     when the question names something the input names (lift/route.py), else the base model exactly."""
     if route not in ROUTES:
-        raise UserError(f"--route {route!r} unknown: pass --route always or --route entity")
+        raise UserError(f"--route {route!r} unknown: pass --route auto, always or entity")
+    if route == "auto":
+        from .route import VOCABULARY
+
+        gated = read_manifest(adapter_dir)["adapter"] == "gated"
+        route = "entity" if gated and ((Path(adapter_dir) / VOCABULARY).exists() or input_path is not None) else "always"
     opened = True
     if route == "entity":  # checked before a model loads: a folder without a vocabulary fails in a second
         if read_manifest(adapter_dir)["adapter"] != "gated":
@@ -74,8 +79,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--context", choices=["none", "truncated"], default="none", help="add the input's head and tail to the prompt")
     parser.add_argument("--input", default=None, help="the input you mean to ask about: warns if the adapter was built from another")
     parser.add_argument("--max-new-tokens", type=int, default=None)
-    parser.add_argument("--route", choices=ROUTES, default="always",
-                        help="entity: open the adapter only when the question names something the input names (else the base model answers)")
+    parser.add_argument("--route", choices=ROUTES, default="auto",
+                        help="entity: open the adapter only when the question names something the input names (else the base model "
+                             "answers); always: every question; auto (default): entity for a gated adapter, always for a LoRA one")
     parser.add_argument("question", help="the question")
 
 
