@@ -40,7 +40,7 @@ def _stubbed_eval(tok, tmp_path, monkeypatch, control, never=0, collapsed=False,
     (adapter_dir / "vocabulary.json").write_text(json.dumps(sorted(vocabulary(sample["context"]))))
     adapter, base = object(), type("Base", (), {"eval": lambda self: self})()
     is_open = [True]
-    monkeypatch.setattr(ev, "set_route", lambda model, manifest, open_: is_open.__setitem__(0, open_))
+    monkeypatch.setattr(ev, "set_route", lambda model, open_: is_open.__setitem__(0, open_))
     manifest = {"base_model": "tiny", "adapter": "gated", "input_tokens": 2048}
     monkeypatch.setattr(ev, "load", lambda d: (adapter, tok, manifest))
     monkeypatch.setattr(longrecall.models, "load_model", lambda name, dtype=None: base)

@@ -13,7 +13,7 @@ import torch
 
 from ..data.lift import qa_messages, read_input, sha256_text
 from ..errors import UserError
-from .folder import CONTEXT, MANIFEST, load, load_vocabulary, read_manifest, set_route  # noqa: F401 (MANIFEST, read_manifest: this module's API)
+from .folder import CONTEXT, MANIFEST, load, load_vocabulary, read_manifest, routable, set_route  # noqa: F401 (MANIFEST, read_manifest: this module's API)
 from .route import route as route_question
 
 ROUTES = ("auto", "always", "entity")  # auto: entity for a gated adapter with its vocabulary, else always
@@ -49,23 +49,21 @@ def ask(adapter_dir: str | Path, question: str, context_mode: str = "none", max_
     when the question names something the input names (lift/route.py), else the base model exactly."""
     if route not in ROUTES:
         raise UserError(f"--route {route!r} unknown: pass --route auto, always or entity")
+    info = read_manifest(adapter_dir)
+    gated = info["adapter"] == "gated"
     if route == "auto":
         from .route import VOCABULARY
 
-        gated = read_manifest(adapter_dir)["adapter"] == "gated"
         route = "entity" if gated and ((Path(adapter_dir) / VOCABULARY).exists() or input_path is not None) else "always"
     opened = True
     if route == "entity":  # checked before a model loads: a folder without a vocabulary fails in a second
-        if read_manifest(adapter_dir)["adapter"] != "gated":
-            raise UserError("--route entity needs a gated adapter (its gate can be shut); a LoRA ingest is merged: use --route always")
+        routable(info)
         opened = route_question(question, load_vocabulary(adapter_dir, input_path))[0]
     model, tokenizer, manifest = load(str(adapter_dir), model_name)
     if input_path is not None:
         check_input(manifest, input_path)
-    if route == "entity":
-        set_route(model, manifest, opened)
-    elif manifest["adapter"] == "gated":
-        set_route(model, manifest, True)
+    if gated:
+        set_route(model, opened)  # the model is cached: every question sets its own gate
     ids = tokenizer.apply_chat_template(prompt_messages(adapter_dir, question, context_mode), add_generation_prompt=True,
                                         tokenize=True, return_dict=False)
     n = max_new_tokens or manifest["settings"].get("max_new_tokens", 48)

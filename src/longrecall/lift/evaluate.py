@@ -26,7 +26,7 @@ from ..io import write_json
 from ..niah.needles import QUESTIONS_ONE, pool
 from ..niah.scoring import found
 from .ask import prompt_messages
-from .folder import CONTEXT, load, load_vocabulary, set_route
+from .folder import CONTEXT, load, load_vocabulary, routable, set_route
 from .route import route as route_question
 
 
@@ -134,6 +134,8 @@ def evaluate(adapter_dir: str | Path, input_path: str | Path, out_dir: str | Pat
     model, tok, manifest = load(str(adapter_dir))
     base = load_model(manifest["base_model"], dtype="float32").eval()
     ctx = json.loads((adapter_dir / CONTEXT).read_text())
+    if route == "entity":
+        routable(manifest)
     vocab = load_vocabulary(adapter_dir, input_path) if route == "entity" else None
     opened: dict[str, list[bool]] = {"memory questions": [], "in-context control": [], "never ingested": [], "ordinary chats": []}
 
@@ -141,7 +143,7 @@ def evaluate(adapter_dir: str | Path, input_path: str | Path, out_dir: str | Pat
         """Open or shut the adapter for this question (route entity); always open otherwise."""
         open_ = route_question(question, vocab)[0] if vocab is not None else True
         if manifest["adapter"] == "gated":
-            set_route(model, manifest, open_)
+            set_route(model, open_)
         opened[kind].append(open_)
         return open_
 
@@ -178,7 +180,7 @@ def evaluate(adapter_dir: str | Path, input_path: str | Path, out_dir: str | Pat
         chats.append({"question": c, "outputs": outs, "adapter_opened": open_, "same_as_base": outs["adapter"] == outs["base"]})
     out = Path(out_dir)
     if manifest["adapter"] == "gated":
-        set_route(model, manifest, True)  # the gate statistics measure the learned gate itself
+        set_route(model, True)  # the gate statistics measure the learned gate itself
     gates = gate_statistics(model, tok, {
         "memory questions": [prompt_messages(adapter_dir, q["question"], "none") for q in rows],
         "in-context control": [s.messages() for s in ctrl_samples],

@@ -57,10 +57,14 @@ def load_vocabulary(adapter_dir: str | Path, input_path: str | Path | None = Non
     return vocabulary(read_input(input_path)[0])
 
 
-def set_route(model, manifest: dict, open_: bool) -> None:
-    """Open or shut an ingested adapter for the next question (gated adapters only)."""
+def routable(manifest: dict) -> None:
+    """The entity route needs a gate it can shut: a gated adapter (a LoRA ingest is merged into the weights)."""
     if manifest["adapter"] != "gated":
         raise UserError("--route entity needs a gated adapter (its gate can be shut); a LoRA ingest is merged: use --route always")
+
+
+def set_route(model, open_: bool) -> None:
+    """Open or shut a gated adapter for the next question (shut: the base model exactly)."""
     from .gated_memory import set_gate_scale
 
     set_gate_scale(model, 1.0 if open_ else 0.0)
