@@ -37,6 +37,7 @@ PIECE_BYTES = 1 << 20  # files are read 1 MiB at a time: a 10M-token file never 
 Generator = Callable[[str], str]  # prompt -> answer text
 SYSTEM = ("You answer questions using only the notes you are given. Answer briefly. If the notes do not hold the answer, "
           "say that it is not in the notes.")
+REPEATS = 8  # search this many times k candidates, so that k stay once copies of one passage are dropped (distinct)
 MIN_COSINE = 0.2  # a dense hit below this cosine is unrelated text, not evidence (MiniLM: unrelated pairs score ~0-0.15)
 
 
@@ -129,10 +130,10 @@ class StoreSearcher:
         self.store, self.embedder = store, embedder
 
     def search(self, query: str, k: int) -> list[Chunk]:
-        lexical = self.store.search_bm25(query, 4 * k)
+        lexical = distinct(self.store.search_bm25(query, REPEATS * k))
         if self.embedder is None:
             return lexical[:k]
-        dense = [c for c in self.store.search_vector(self.embedder([query])[0], 4 * k) if c.score >= MIN_COSINE]
+        dense = distinct([c for c in self.store.search_vector(self.embedder([query])[0], REPEATS * k) if c.score >= MIN_COSINE])
         pool = {c.key: c for c in dense + lexical}
         keys = list(pool)
         pos = {key: i for i, key in enumerate(keys)}
@@ -143,11 +144,29 @@ class StoreSearcher:
     def containing(self, phrase: str, limit: int) -> list[Chunk]:
         """Chunks holding the phrase, cut down to the sentences that hold it: a followed link or one of many
         needles costs a sentence of the context budget, not a whole chunk."""
-        hits = self.store.search_bm25(phrase, limit, match="phrase") if limit > 0 else []
-        return [narrow(c, phrase) for c in hits]
+        hits = self.store.search_bm25(phrase, REPEATS * limit, match="phrase") if limit > 0 else []
+        return distinct([narrow(c, phrase) for c in hits])[:limit]
 
     def count(self, phrase: str) -> int:
         return self.store.count(phrase, match="phrase")
+
+    def size(self) -> int:
+        return self.store.chunk_count()
+
+
+def distinct(chunks: Sequence[Chunk]) -> list[Chunk]:
+    """The first (best) of chunks whose texts are the same up to spacing: a passage the memory holds many times (a
+    licence, a re-added page, docs quoted in several files) fills one place of top-k, not all of them. Measured at 1M
+    tokens of docs and prose (docs/results/memory): 5 of 50 chain questions got six copies of one docs passage as their
+    whole evidence before this."""
+    seen: set[str] = set()
+    out = []
+    for c in chunks:
+        key = " ".join(c.text.split()).lower()
+        if key not in seen:
+            seen.add(key)
+            out.append(c)
+    return out
 
 
 def narrow(chunk: Chunk, phrase: str) -> Chunk:
@@ -170,6 +189,7 @@ class Answer:
     strategy: str = "auto"
     trace: list[dict] = field(default_factory=list)  # multi-hop: per hop, the entities followed and the chunk keys reached
     walk: list[str] = field(default_factory=list)  # the reader's hop-by-hop reading of a chain (memory.walk); answer: its last hop
+    onward: list[str] = field(default_factory=list)  # the answers read on to from a middle link (memory.onward); answer: the last
 
     def warning(self) -> str | None:
         """One line saying which retrieved text comes from an unfinished add, or None."""
@@ -311,12 +331,13 @@ class Memory:
         return done
 
     def ask(self, question: str, k: int = 6, generate: bool = True, budget_chars: int = 6000, strategy: str = "auto",
-            focus: bool = True, read_group: int | None = GROUP, order: str = "document") -> Answer:
+            focus: bool = True, read_group: int | None = GROUP, order: str = "document", read_on: bool = True) -> Answer:
         """Retrieve (hybrid when vectors exist, multi-hop, find-all for all/every questions) and optionally answer.
         focus: show the reader only the retrieved sentences that bear on the question (memory.focus), not whole chunks.
         read_group: an every-X question's evidence is read this many sentences at a time and the answers merged
         (memory.listing); None reads it all at once. order: the focused evidence in document order, or "hops": in the
-        order multi-hop retrieval reached it (a chain read link by link)."""
+        order multi-hop retrieval reached it (a chain read link by link). read_on: when the answer is named by more than
+        one evidence sentence (a chain's middle link), read again over those sentences (memory.onward)."""
         if not question or not question.strip():
             raise UserError("the question is empty: ask something, e.g. longrecall memory ask \"Who met Alice?\"")
         if strategy not in STRATEGIES:
@@ -357,6 +378,13 @@ class Memory:
                 result.answer = read_in_pieces(question, chunks, gen, lambda q, part: build_prompt(q, join_in_order(part)), read_group)
             else:
                 result.answer, result.walk = walked(gen(build_prompt(question, result.context)))
+                if focus and read_on:  # a middle link of a chain: read again around it (memory.onward)
+                    from .onward import read_on as onward
+
+                    def again(q: str, near: Sequence[str]) -> str | None:
+                        return walked(gen(build_prompt(q, "\n\n".join(near))))[0]
+
+                    result.answer, result.onward = onward(question, [c.text for c in chunks], result.answer, again)
         return result
 
     def close(self) -> None:
@@ -403,6 +431,9 @@ def add_ask_arguments(p) -> None:
     p.add_argument("--read-group", type=_positive("--read-group", allow_zero=True), default=GROUP, metavar="N",
                    help=f"an every-X question's evidence is read N sentences at a time and the answers merged "
                         f"(default {GROUP}; 0: all at once)")
+    p.add_argument("--no-read-on", action="store_true",
+                   help="keep the reader's first answer even when it is a middle link of a chain (by default the sentences "
+                        "naming it are read again)")
     p.add_argument("--json", action="store_true", help="print the answer, evidence and hop trace as JSON")
     p.add_argument("--no-evidence", action="store_true", help="print only the answer (or the retrieved text)")
     _store_arg(p)
@@ -504,7 +535,8 @@ def ask_main(args) -> int:
         mem = Memory(store=open_store(args.store, create=False), generator=answer_with_reader)
         try:
             result = mem.ask(args.question, k=args.k, generate=not args.no_generate, budget_chars=args.budget_chars, strategy=args.strategy,
-                             focus=not getattr(args, "no_focus", False), read_group=getattr(args, "read_group", GROUP) or None)
+                             focus=not getattr(args, "no_focus", False), read_group=getattr(args, "read_group", GROUP) or None,
+                             read_on=not getattr(args, "no_read_on", False))
             sources = {d["id"]: d["source"] for d in mem.store.documents()}
         finally:
             mem.close()

@@ -95,6 +95,7 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--order", choices=("document", "hops"), default="document",
                     help="the reader sees the evidence in document order or in the order multi-hop retrieval reached it")
     ap.add_argument("--no-focus", action="store_true", help="show readers whole retrieved chunks (the ablation of memory.focus)")
+    ap.add_argument("--no-read-on", action="store_true", help="keep each first answer, middle link or not (the ablation of memory.onward)")
     ap.add_argument("--work-dir", default=None, help="where the stores go (default: a temp dir, deleted)")
     ap.add_argument("--compare", nargs=2, metavar=("DIR:ROW", "DIR:ROW"), default=None,
                     help="compare two rows of finished runs, paired by world and family (B − A); writes compare.json/.md")
@@ -184,7 +185,7 @@ def main(args) -> int:
                     for it in world.items:  # each answer capped at its family's budget, as the scorecard does
                         mem._generator = gen and capped(gen, min(it.sample["answer_budget"], args.max_new_tokens))
                         asked.append(e2e.ask_item(mem, it, strategy, gen is not None, focus=not args.no_focus, read_group=args.read_group or None,
-                                                  order=args.order))
+                                                  order=args.order, read_on=not getattr(args, "no_read_on", False)))
                     for r in asked:
                         r.update(size=size, world=w, row=f"{name}:{strategy}", ingest_s=round(ingest_s, 2))
                         append_jsonl(results, r)

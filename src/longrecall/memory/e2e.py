@@ -177,7 +177,7 @@ def account(item: Item, context: str, answer: str | None, score: float) -> dict:
 
 
 def ask_item(mem, item: Item, strategy: str, generate: bool, k: int = 6, budget_chars: int = 6000, focus: bool = True,
-             read_group: int | None = None, order: str = "document") -> dict:
+             read_group: int | None = None, order: str = "document", read_on: bool = True) -> dict:
     """One question through Memory.ask, timed; nothing found counts as an abstention."""
     from ..errors import NotFound
     from ..niah.scoring import score
@@ -185,13 +185,13 @@ def ask_item(mem, item: Item, strategy: str, generate: bool, k: int = 6, budget_
     t0 = time.perf_counter()
     try:
         res = mem.ask(item.sample["question"], k=k, generate=generate, budget_chars=budget_chars, strategy=strategy, focus=focus,
-                       read_group=read_group, order=order)
-        context, answer, walk = res.context, res.answer, res.walk
+                       read_group=read_group, order=order, read_on=read_on)
+        context, answer, walk, onward = res.context, res.answer, res.walk, res.onward
     except NotFound:
-        context, answer, walk = "", None, []
+        context, answer, walk, onward = "", None, [], []
     latency = time.perf_counter() - t0
     row = {"family": item.family, "planted": item.planted, "question": item.sample["question"],
-           "answers": item.sample["answers"], "answer": answer, "walk": walk, "latency_s": round(latency, 3),
+           "answers": item.sample["answers"], "answer": answer, "walk": walk, "onward": onward, "latency_s": round(latency, 3),
            "hops": len(item.targets), "focus": focus, "evidence_chars": len(context)}
     if not item.planted:
         row["abstained"] = abstained(answer) if generate else None

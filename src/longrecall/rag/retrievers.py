@@ -145,6 +145,9 @@ class ChunkIndex:
     def count(self, phrase: str) -> int:
         return len(self._phrase_hits(phrase))
 
+    def size(self) -> int:
+        return len(self.chunks)
+
 
 def retrieve(query: str, chunks: Sequence[Chunk], k: int, method: str = "bm25", embedder: Embedder | None = None) -> list[Chunk]:
     """The k chunks that best match `query`, returned in document order (with their scores)."""
