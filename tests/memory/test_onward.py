@@ -32,6 +32,7 @@ def test_the_end_of_a_chain_costs_no_read():
 
     assert read_on("In what city is it?", CHAIN, "It is Harrowgate.", reader) == ("It is Harrowgate.", [])
     assert read_on("In what city is it?", CHAIN, None, reader) == (None, [])
+    assert read_on("Which room?", CHAIN[1:3], "room D624", reader) == ("room D624", [])  # every sentence names it: same read
 
 
 def test_an_oscillation_keeps_the_first_answer_and_a_stranger_stops():

@@ -83,6 +83,35 @@ def test_a_walked_answer_gives_its_last_hop_and_shows_the_walk(tmp_path, capsys,
     assert got["answer"] == "C33" and got["walk"] == ["5521", "C33"]
 
 
+def test_a_middle_link_answer_is_read_on_and_shown(tmp_path, capsys, monkeypatch):
+    """The reader answers the room (a middle link, named by two of the three evidence sentences): `memory ask` reads
+    those two again and answers the wing, showing "read on:"; --no-read-on keeps the first answer; --json carries it."""
+    import json
+
+    db = str(tmp_path / "chains.db")
+    mem = Memory(db, embedder=None)
+    mem.add(" ".join(["Chiara's locker is locker 5521.", FILLER[:1500], "Locker 5521 is in room C33.", FILLER[:1500],
+                      "Room C33 is in the east wing.", FILLER[:1500]]), source="chains.txt")
+    mem.close()
+    seen = []
+
+    def reader(prompt):
+        seen.append(prompt)
+        return "Room C33." if "Chiara's locker is" in prompt else "The east wing."
+
+    monkeypatch.setattr(R, "load_reader", lambda spec: reader)
+    question = "Which wing is Chiara's locker in?"
+    assert ask_main(_parse([question, "--store", db])) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[:2] == ["The east wing.", "read on: The east wing."] and len(seen) == 2
+    assert "Locker 5521 is in room C33." in seen[1] and "Chiara" not in seen[1].split("Question:")[0]  # only the neighbourhood
+    assert ask_main(_parse([question, "--store", db, "--json"])) == 0
+    assert json.loads(capsys.readouterr().out)["onward"] == ["The east wing."]
+    seen.clear()
+    assert ask_main(_parse([question, "--store", db, "--no-read-on", "--no-evidence"])) == 0
+    assert capsys.readouterr().out == "Room C33.\n" and len(seen) == 1
+
+
 def test_the_reader_comes_from_the_flag_then_the_environment(monkeypatch, tmp_path):
     monkeypatch.delenv("LONGRECALL_READER", raising=False)
     assert R.reader_spec(None) == "reader-v1"  # the shipped reader is the default

@@ -33,8 +33,8 @@ def read_on(question: str, sentences: Sequence[str], answer: str | None, read: C
     first, seen, path = answer, [core(answer).lower()], []
     for _ in range(max_steps):
         near = [s for s in sentences if names(s, core(answer))]
-        if len(near) < 2:
-            break  # named once: nothing goes on from it
+        if len(near) < 2 or len(near) == len(sentences):
+            break  # named once: nothing goes on from it; named everywhere: the same reading again
         new = read(question, near)
         thing = core(new).lower()
         if not thing or thing == seen[-1] or not any(names(s, thing) for s in sentences):
