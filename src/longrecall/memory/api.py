@@ -190,6 +190,7 @@ class Answer:
     trace: list[dict] = field(default_factory=list)  # multi-hop: per hop, the entities followed and the chunk keys reached
     walk: list[str] = field(default_factory=list)  # the reader's hop-by-hop reading of a chain (memory.walk); answer: its last hop
     onward: list[str] = field(default_factory=list)  # the answers read on to from a middle link (memory.onward); answer: the last
+    chosen_from: int = 0  # a one-hop question's evidence: the closest in meaning of this many sentences (memory.closest); 0: all shown
 
     def warning(self) -> str | None:
         """One line saying which retrieved text comes from an unfinished add, or None."""
@@ -260,11 +261,28 @@ def default_generator(model: str = "default", max_new_tokens: int = 64, adapter:
 
 
 class Memory:
-    """A long-term memory over one store. embedder: "auto" (load MiniLM when vectors are needed), None, or a callable."""
+    """A long-term memory over one store. embedder: "auto" (load MiniLM when vectors are needed), None, or a callable.
+    ranker: what picks a one-hop question's closest evidence sentence (memory.closest): "auto" (MiniLM, loaded when
+    first needed; skipped with a note if it cannot load), None (off), or a callable like an embedder."""
 
-    def __init__(self, path: str | os.PathLike | None = None, embedder="auto", generator: Generator | None = None, store: MemoryStore | None = None):
+    def __init__(self, path: str | os.PathLike | None = None, embedder="auto", generator: Generator | None = None, store: MemoryStore | None = None,
+                 ranker="auto"):
         self.store = store if store is not None else open_store(path)
-        self._embedder, self._generator = embedder, generator
+        self._embedder, self._generator, self._ranker = embedder, generator, ranker
+
+    def ranker(self) -> Callable | None:
+        if self._ranker == "auto":
+            if callable(self._embedder):
+                self._ranker = self._embedder
+            else:
+                from ..rag.retrievers import load_embedder
+
+                try:
+                    self._ranker = load_embedder()
+                except UserError as e:
+                    print(f"note: one-hop evidence is not ranked by meaning ({e})", file=sys.stderr)
+                    self._ranker = None
+        return self._ranker
 
     def embedder(self) -> Callable | None:
         if self._embedder == "auto":
@@ -331,13 +349,15 @@ class Memory:
         return done
 
     def ask(self, question: str, k: int = 6, generate: bool = True, budget_chars: int = 6000, strategy: str = "auto",
-            focus: bool = True, read_group: int | None = GROUP, order: str = "document", read_on: bool = True) -> Answer:
+            focus: bool = True, read_group: int | None = GROUP, order: str = "document", read_on: bool = True,
+            closest: bool = True) -> Answer:
         """Retrieve (hybrid when vectors exist, multi-hop, find-all for all/every questions) and optionally answer.
         focus: show the reader only the retrieved sentences that bear on the question (memory.focus), not whole chunks.
         read_group: an every-X question's evidence is read this many sentences at a time and the answers merged
         (memory.listing); None reads it all at once. order: the focused evidence in document order, or "hops": in the
         order multi-hop retrieval reached it (a chain read link by link). read_on: when the answer is named by more than
-        one evidence sentence (a chain's middle link), read again over those sentences (memory.onward)."""
+        one evidence sentence (a chain's middle link), read again over those sentences (memory.onward). closest: a
+        one-hop question's reader sees only the evidence sentence closest to it in meaning (memory.closest)."""
         if not question or not question.strip():
             raise UserError("the question is empty: ask something, e.g. longrecall memory ask \"Who met Alice?\"")
         if strategy not in STRATEGIES:
@@ -364,12 +384,19 @@ class Memory:
         chunks = fit_chars(ranked, budget_chars)
         if not chunks:
             raise UserError(f"the best matching chunk is longer than --budget-chars {budget_chars}: raise it (e.g. 6000)")
+        kept: list[Chunk] = []
         if focus:
             from .focus import focus as focused
 
             kept = focused(question, chunks, searcher.count, trace, order=order)
             chunks = fit_chars(kept, budget_chars, keep_order=order == "hops") or chunks  # nothing bears on it: the reader sees the chunks
-        result = Answer(question, join_in_order(chunks), chunks, strategy=strategy, trace=trace)
+        chosen_from = 0
+        if focus and closest and generate and kept:
+            from . import closest as C
+
+            if C.applies(question, strategy, chunks, trace) and self.ranker() is not None:
+                chosen_from, chunks = len(chunks), [C.closest(question, chunks, self.ranker())]
+        result = Answer(question, join_in_order(chunks), chunks, strategy=strategy, trace=trace, chosen_from=chosen_from)
         used = {c.doc_id for c in chunks}
         result.incomplete = [d for d in self.store.documents() if not d["complete"] and d["id"] in used] if used else []
         if generate:
@@ -434,6 +461,9 @@ def add_ask_arguments(p) -> None:
     p.add_argument("--no-read-on", action="store_true",
                    help="keep the reader's first answer even when it is a middle link of a chain (by default the sentences "
                         "naming it are read again)")
+    p.add_argument("--no-closest", action="store_true",
+                   help="show the reader every evidence sentence of a one-hop question (by default only the one closest "
+                        "to the question in meaning, ranked by all-MiniLM-L6-v2)")
     p.add_argument("--json", action="store_true", help="print the answer, evidence and hop trace as JSON")
     p.add_argument("--no-evidence", action="store_true", help="print only the answer (or the retrieved text)")
     _store_arg(p)
@@ -536,7 +566,7 @@ def ask_main(args) -> int:
         try:
             result = mem.ask(args.question, k=args.k, generate=not args.no_generate, budget_chars=args.budget_chars, strategy=args.strategy,
                              focus=not getattr(args, "no_focus", False), read_group=getattr(args, "read_group", GROUP) or None,
-                             read_on=not getattr(args, "no_read_on", False))
+                             read_on=not getattr(args, "no_read_on", False), closest=not getattr(args, "no_closest", False))
             sources = {d["id"]: d["source"] for d in mem.store.documents()}
         finally:
             mem.close()

@@ -95,6 +95,7 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--order", choices=("document", "hops"), default="document",
                     help="the reader sees the evidence in document order or in the order multi-hop retrieval reached it")
     ap.add_argument("--no-focus", action="store_true", help="show readers whole retrieved chunks (the ablation of memory.focus)")
+    ap.add_argument("--no-closest", action="store_true", help="show one-hop readers every evidence sentence (the ablation of memory.closest)")
     ap.add_argument("--no-read-on", action="store_true", help="keep each first answer, middle link or not (the ablation of memory.onward)")
     ap.add_argument("--work-dir", default=None, help="where the stores go (default: a temp dir, deleted)")
     ap.add_argument("--compare", nargs=2, metavar=("DIR:ROW", "DIR:ROW"), default=None,
@@ -155,6 +156,20 @@ def main(args) -> int:
             readers[name] = load_reader(spec, max_new_tokens=args.max_new_tokens)
         return readers[name]
 
+    ranked: list = []
+
+    def ranker():  # all-MiniLM-L6-v2, loaded once for every world, and only when a reader first needs it (memory.closest)
+        if getattr(args, "no_closest", False):
+            return None
+
+        def embed(texts):
+            if not ranked:
+                from ..rag.retrievers import load_embedder
+
+                ranked.append(load_embedder())
+            return ranked[0](texts)
+        return embed
+
     results = out / "results.jsonl"
     done = set()
     if results.exists():
@@ -176,7 +191,7 @@ def main(args) -> int:
             for f in work.glob(f"{size}-{w}.db*"):
                 f.unlink()
             t0 = time.perf_counter()
-            mem = Memory(db, embedder=None)
+            mem = Memory(db, embedder=None, ranker=ranker())
             mem.add_text(world.text, source=f"world-{w}")
             ingest_s = time.perf_counter() - t0
             try:
@@ -185,7 +200,8 @@ def main(args) -> int:
                     for it in world.items:  # each answer capped at its family's budget, as the scorecard does
                         mem._generator = gen and capped(gen, min(it.sample["answer_budget"], args.max_new_tokens))
                         asked.append(e2e.ask_item(mem, it, strategy, gen is not None, focus=not args.no_focus, read_group=args.read_group or None,
-                                                  order=args.order, read_on=not getattr(args, "no_read_on", False)))
+                                                  order=args.order, read_on=not getattr(args, "no_read_on", False),
+                                                  closest=not getattr(args, "no_closest", False)))
                     for r in asked:
                         r.update(size=size, world=w, row=f"{name}:{strategy}", ingest_s=round(ingest_s, 2))
                         append_jsonl(results, r)

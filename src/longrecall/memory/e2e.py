@@ -177,7 +177,7 @@ def account(item: Item, context: str, answer: str | None, score: float) -> dict:
 
 
 def ask_item(mem, item: Item, strategy: str, generate: bool, k: int = 6, budget_chars: int = 6000, focus: bool = True,
-             read_group: int | None = None, order: str = "document", read_on: bool = True) -> dict:
+             read_group: int | None = None, order: str = "document", read_on: bool = True, closest: bool = True) -> dict:
     """One question through Memory.ask, timed; nothing found counts as an abstention."""
     from ..errors import NotFound
     from ..niah.scoring import score
@@ -185,13 +185,13 @@ def ask_item(mem, item: Item, strategy: str, generate: bool, k: int = 6, budget_
     t0 = time.perf_counter()
     try:
         res = mem.ask(item.sample["question"], k=k, generate=generate, budget_chars=budget_chars, strategy=strategy, focus=focus,
-                       read_group=read_group, order=order, read_on=read_on)
-        context, answer, walk, onward = res.context, res.answer, res.walk, res.onward
+                       read_group=read_group, order=order, read_on=read_on, closest=closest)
+        context, answer, walk, onward, chosen = res.context, res.answer, res.walk, res.onward, res.chosen_from
     except NotFound:
-        context, answer, walk, onward = "", None, [], []
+        context, answer, walk, onward, chosen = "", None, [], [], 0
     latency = time.perf_counter() - t0
     row = {"family": item.family, "planted": item.planted, "question": item.sample["question"],
-           "answers": item.sample["answers"], "answer": answer, "walk": walk, "onward": onward, "latency_s": round(latency, 3),
+           "answers": item.sample["answers"], "answer": answer, "walk": walk, "onward": onward, "chosen_from": chosen, "latency_s": round(latency, 3),
            "hops": len(item.targets), "focus": focus, "evidence_chars": len(context)}
     if not item.planted:
         row["abstained"] = abstained(answer) if generate else None

@@ -90,7 +90,8 @@ def render(answer, items: list[dict], reader: str | None, width: int = 160) -> s
     head = answer.answer if answer.answer is not None else answer.context
     read_as = [f"read as: {' -> '.join(answer.walk)}"] if len(answer.walk) > 1 else []
     read_as += [f"read on: {' -> '.join(answer.onward)}"] if answer.onward else []
-    out = [head, *read_as, "", f"evidence ({len(items)} pieces, strategy {answer.strategy}"
+    chosen = f", the closest in meaning of {answer.chosen_from}" if answer.chosen_from else ""
+    out = [head, *read_as, "", f"evidence ({len(items)} pieces{chosen}, strategy {answer.strategy}"
            + (f", reader {reader})" if reader else ", no reader)") + ":"]
     for e in items:
         text = " ".join(e["text"].split())
@@ -104,5 +105,5 @@ def render(answer, items: list[dict], reader: str | None, width: int = 160) -> s
 
 def as_json(answer, items: list[dict], reader: str | None) -> str:
     return json.dumps({"question": answer.question, "answer": answer.answer, "reader": reader, "strategy": answer.strategy,
-                       "walk": answer.walk, "onward": answer.onward, "evidence": items, "trace": [{**t, "chunks": [list(k) for k in t["chunks"]]} for t in answer.trace],
+                       "walk": answer.walk, "onward": answer.onward, "chosen_from": answer.chosen_from, "evidence": items, "trace": [{**t, "chunks": [list(k) for k in t["chunks"]]} for t in answer.trace],
                        "warning": answer.warning()}, ensure_ascii=False, indent=1)
