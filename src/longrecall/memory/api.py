@@ -391,11 +391,12 @@ class Memory:
             kept = focused(question, chunks, searcher.count, trace, order=order)
             chunks = fit_chars(kept, budget_chars, keep_order=order == "hops") or chunks  # nothing bears on it: the reader sees the chunks
         chosen_from = 0
-        if focus and closest and generate and kept:
+        if closest and generate and kept:  # kept: focus found the sentences that bear on the question
             from . import closest as C
 
-            if C.applies(question, strategy, chunks, trace) and self.ranker() is not None:
-                chosen_from, chunks = len(chunks), [C.closest(question, chunks, self.ranker())]
+            rank = self.ranker() if C.applies(question, strategy, chunks, trace) else None
+            if rank is not None:
+                chosen_from, chunks = len(chunks), [C.closest(question, chunks, rank)]
         result = Answer(question, join_in_order(chunks), chunks, strategy=strategy, trace=trace, chosen_from=chosen_from)
         used = {c.doc_id for c in chunks}
         result.incomplete = [d for d in self.store.documents() if not d["complete"] and d["id"] in used] if used else []

@@ -16,6 +16,7 @@ by cause, latency p50/p95; the false-answer rate on absent questions).
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import tempfile
 import time
@@ -156,19 +157,12 @@ def main(args) -> int:
             readers[name] = load_reader(spec, max_new_tokens=args.max_new_tokens)
         return readers[name]
 
-    ranked: list = []
+    from ..rag.retrievers import load_embedder
 
-    def ranker():  # all-MiniLM-L6-v2, loaded once for every world, and only when a reader first needs it (memory.closest)
-        if getattr(args, "no_closest", False):
-            return None
+    shared = functools.cache(load_embedder)  # all-MiniLM-L6-v2, loaded once for every world, when a reader first needs it
 
-        def embed(texts):
-            if not ranked:
-                from ..rag.retrievers import load_embedder
-
-                ranked.append(load_embedder())
-            return ranked[0](texts)
-        return embed
+    def ranker():  # memory.closest's ranker (None: the ablation)
+        return None if getattr(args, "no_closest", False) else (lambda texts: shared()(texts))
 
     results = out / "results.jsonl"
     done = set()

@@ -14,6 +14,8 @@ from __future__ import annotations
 import re
 from typing import Callable, Sequence
 
+from ..rag.multihop import _has_word
+
 LEAD = re.compile(r"^(?:it is|it's|it was|the answer is|answer:)\s+", re.I)
 MAX_STEPS = 4  # a chain of the mission has at most 4 hops
 
@@ -24,7 +26,7 @@ def core(answer: str | None) -> str:
 
 
 def names(text: str, thing: str) -> bool:
-    return bool(thing) and re.search(r"(?<!\w)" + re.escape(thing.lower()) + r"(?!\w)", text.lower()) is not None
+    return bool(thing) and _has_word(text.lower(), thing)
 
 
 def read_on(question: str, sentences: Sequence[str], answer: str | None, read: Callable[[str, Sequence[str]], str | None],
