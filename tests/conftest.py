@@ -9,6 +9,13 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import pytest  # noqa: E402
 
 
+@pytest.fixture(scope="session", autouse=True)
+def token_cache(tmp_path_factory):
+    """Haystack token starts are cached in a folder of this run (niah.tokens.cached_starts), not the user's cache."""
+    os.environ["LONGRECALL_TOKEN_CACHE"] = str(tmp_path_factory.mktemp("token-cache"))
+    return os.environ["LONGRECALL_TOKEN_CACHE"]
+
+
 @pytest.fixture(scope="session")
 def tok():
     from longrecall.models import load_tokenizer

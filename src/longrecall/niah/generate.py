@@ -130,7 +130,7 @@ class _Hay:
             starts.append(pos)
             pos += len(s) + 1
         self.text = " ".join(sentences)
-        self.tok_starts = T.encode(tok, self.text)[1]
+        self.tok_starts = T.cached_starts(tok, self.text)
         self.sent_starts = np.asarray(starts, dtype=np.int64)
 
     @property
@@ -181,8 +181,10 @@ def _template(tok, system: str, user: str) -> str:
     return out if isinstance(out, str) else out[0]
 
 
-def _assemble(hay: _Hay, k: int, needles, seed_rng) -> tuple[str, list[int]]:
-    """Cut the haystack at token k and insert needles at the sentence boundary at or before their depth."""
+def _assemble(hay: _Hay, k: int, needles, seed_rng) -> tuple[str, list[int], list[tuple[int, int, int]]]:
+    """Cut the haystack at token k and insert needles at the sentence boundary at or before their depth.
+    Returns the context, each needle's char offset, and the haystack spans it copies (context offset, haystack
+    offset, length), so its tokens can be spliced from the haystack's (tokens.encode_spliced)."""
     end = int(hay.tok_starts[k]) if k < hay.n_tokens else len(hay.text)
     text = hay.text[:end].rstrip()
     bounds = hay.sent_starts[hay.sent_starts < max(end, 1)]
@@ -196,10 +198,11 @@ def _assemble(hay: _Hay, k: int, needles, seed_rng) -> tuple[str, list[int]]:
             pos = int(bounds[j]) if j >= 0 else 0
         inserts.append((pos, i))
     inserts.sort()
-    pieces, offsets, last, shift = [], [0] * len(needles), 0, 0
+    pieces, offsets, last, shift, copies = [], [0] * len(needles), 0, 0, []
     for pos, i in inserts:
         chunk = text[last:pos]
         pieces.append(chunk)
+        copies.append((shift, last, len(chunk)))
         shift += len(chunk)
         if pos >= len(text) and text:
             pieces.append(" ")
@@ -210,7 +213,13 @@ def _assemble(hay: _Hay, k: int, needles, seed_rng) -> tuple[str, list[int]]:
         shift += len(piece)
         last = pos
     pieces.append(text[last:])
-    return "".join(pieces).strip(), offsets
+    copies.append((shift, last, len(text) - last))
+    joined = "".join(pieces)
+    context = joined.strip()
+    lead = len(joined) - len(joined.lstrip())
+    copies = [(max(0, c - lead), h + max(0, lead - c), min(n - max(0, lead - c), len(context) - max(0, c - lead)))
+              for c, h, n in copies]
+    return context, offsets, [x for x in copies if x[2] > 0]
 
 
 def _generic_dense(rng: random.Random) -> str:
@@ -250,9 +259,10 @@ def generate_sample(spec: GenSpec, tok) -> Sample:
         )
     hay = _haystack(spec, tok, k + 64, task.dense or _generic_dense)
     for _ in range(5):
-        context, offsets = _assemble(hay, k, task.needles, rng)
+        context, offsets, copies = _assemble(hay, k, task.needles, rng)
         prompt = _template(tok, system, f"{instruction}\n\n{context}\n\n{task.question}") + prefix
-        _, starts = T.encode(tok, prompt)
+        at = prompt.find(context)
+        starts = T.encode_spliced(tok, prompt, [(at + c, h, n) for c, h, n in copies], hay.text, hay.tok_starts)
         measured = len(starts)
         delta = target - measured
         if 0 <= delta <= tol or (k == 0 and delta >= 0):
