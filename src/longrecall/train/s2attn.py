@@ -22,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-from collections import defaultdict
 
 import torch
 import torch.nn.functional as F
@@ -86,21 +85,29 @@ def s2attn_reference_mask(n: int, group_size: int, n_heads: int, n_kv_heads: int
     return torch.stack([masks[0]] * half + [masks[1]] * (n_heads - half))
 
 
-def _grouped_sdpa(q, k, v, bounds, scale, dropout):
-    """Causal SDPA inside each group, groups of one length stacked in the batch dim so the fused kernels run."""
-    by_len = defaultdict(list)
+def _runs(bounds):
+    """Consecutive groups of one length, as (start, count, length): each run is one strided view, no copy."""
+    runs: list[list[int]] = []
     for s, e in bounds:
-        by_len[e - s].append(s)
-    pieces = {}
-    for length, starts in by_len.items():
-        def stack(x):
-            parts = [x[:, :, s : s + length] for s in starts]
-            return torch.cat(parts) if len(parts) > 1 else parts[0]
+        if runs and runs[-1][2] == e - s and runs[-1][0] + runs[-1][1] * runs[-1][2] == s:
+            runs[-1][1] += 1
+        else:
+            runs.append([s, 1, e - s])
+    return runs
 
-        out = F.scaled_dot_product_attention(stack(q), stack(k), stack(v), dropout_p=dropout, is_causal=True, scale=scale,
-                                             enable_gqa=q.shape[1] != k.shape[1])
-        pieces.update(zip(starts, out.split(q.shape[0])))
-    return torch.cat([pieces[s] for s, _ in bounds], dim=2) if len(bounds) > 1 else pieces[0]
+
+def _grouped_sdpa(q, k, v, bounds, scale, dropout, out):
+    """Causal SDPA inside each group, written into out[:, :, heads] ((b, N, h, d), the layout the model wants).
+    A run of m equal groups is the strided view (b*m, h, L, d) of q/k/v, so the fused kernel sees every group of the
+    run at once and nothing is stacked or concatenated (the copies cost S²-Attn memory over full attention)."""
+    b, h, _, d = q.shape
+    for s, m, length in _runs(bounds):
+        def groups(x):
+            return x[:, :, s : s + m * length].unflatten(2, (m, length)).transpose(1, 2).reshape(b * m, x.shape[1], length, d)
+
+        o = F.scaled_dot_product_attention(groups(q), groups(k), groups(v), dropout_p=dropout, is_causal=True, scale=scale,
+                                           enable_gqa=q.shape[1] != k.shape[1])
+        out[:, s : s + m * length].unflatten(1, (m, length)).copy_(o.unflatten(0, (b, m)).transpose(2, 3))
 
 
 def _flash_varlen(q, k, v, halves, scale, dropout):
@@ -177,12 +184,11 @@ def s2attn_forward(module, query, key, value, attention_mask, dropout=0.0, scali
     # Each part reads only its own k/v heads (grouped-query kernels, no per-query-head copies of k/v).
     if _use_flash(query):
         return _flash_varlen(query, key, value, halves, scaling, dropout), None
-    outs = [
-        _grouped_sdpa(query[:, h0:h1], key[:, k0:k1], value[:, k0:k1], bounds, scaling, dropout)
-        for (h0, h1), (k0, k1), bounds in halves
-        if h1 > h0
-    ]
-    return torch.cat(outs, dim=1).transpose(1, 2).contiguous(), None
+    out = query.new_empty(query.shape[0], n, h, query.shape[3])
+    for (h0, h1), (k0, k1), bounds in halves:
+        if h1 > h0:
+            _grouped_sdpa(query[:, h0:h1], key[:, k0:k1], value[:, k0:k1], bounds, scaling, dropout, out[:, :, h0:h1])
+    return out, None
 
 
 def _register() -> None:
