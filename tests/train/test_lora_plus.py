@@ -17,6 +17,7 @@ from longrecall.train.lora_plus import (
     merge_main,
     param_groups,
     save_adapter,
+    store_frozen_bf16,
     trainable_report,
 )
 from longrecall.train.positions import apply_position_scaling
@@ -125,3 +126,27 @@ def test_bad_settings_are_user_errors(base_dir, tmp_path):
         _lora_plus(base_dir, LoraPlusConfig(targets=["c_attn"]))
     with pytest.raises(UserError, match="not an adapter folder"):
         load_adapter(str(base_dir), tmp_path)
+
+
+@pytest.mark.parametrize("train_embeddings", [True, False])
+def test_frozen_weights_in_bf16_give_the_same_autocast_step(base_dir, train_embeddings):
+    """Storing the frozen linears in bf16 changes nothing under bf16 autocast (it casts them to bf16 anyway): the
+    same loss and the same gradients, bit for bit; a head tied to a frozen embedding is left in fp32."""
+    cfg = LoraPlusConfig(train_embeddings=train_embeddings)
+    ids = torch.randint(0, VOCAB, (1, 24), generator=torch.Generator().manual_seed(2))
+
+    def step(model):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            loss = model(input_ids=ids, labels=ids).loss
+        loss.backward()
+        return loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+    model = _lora_plus(base_dir, cfg)
+    loss, grads = step(model)
+    model.zero_grad(set_to_none=True)
+    assert store_frozen_bf16(model) > 0
+    assert {p.dtype for p in model.parameters() if p.requires_grad} == {torch.float32}
+    assert model.get_input_embeddings().weight.dtype == torch.float32
+    loss2, grads2 = step(model)
+    assert torch.equal(loss, loss2) and grads.keys() == grads2.keys()
+    assert all(torch.equal(grads[n], grads2[n]) for n in grads)

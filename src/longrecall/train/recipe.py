@@ -11,6 +11,7 @@ SmolLM2's has not, and it takes no pre-packed blocks.
 from __future__ import annotations
 
 import argparse
+import os
 import math
 import random
 from dataclasses import dataclass, field
@@ -22,7 +23,8 @@ from ..config import parse_key_values, load_config, to_dict
 from ..errors import UserError
 from ..io import atomic_open, read_jsonl, write_jsonl
 from ..models import train_bf16
-from .lora_plus import LoraPlusConfig, apply_lora_plus, format_report, param_groups, trainable_report, write_adapter_info
+from .lora_plus import (LoraPlusConfig, apply_lora_plus, format_report, param_groups, store_frozen_bf16, trainable_report,
+                        write_adapter_info)
 from .losses import IGNORE_INDEX, chunked_lm_loss
 from .positions import METHODS
 
@@ -68,7 +70,8 @@ class LongLoraConfig:
     max_grad_norm: float = 1.0
     """Gradient clipping norm."""
     bf16: bool = True
-    """bf16 autocast (on CPU too: about 2x faster here); weights and optimizer stay fp32."""
+    """bf16 autocast (on CPU too: about 2x faster here); trainable weights and optimizer stay fp32, frozen linear
+    weights are stored in bf16 in a one-process run (lora_plus.store_frozen_bf16: the same math under autocast)."""
     gradient_checkpointing: bool = True
     """Recompute layer activations in backward: memory for long sequences at ~30% more compute."""
     loss_chunk_size: int = 2048
@@ -342,7 +345,10 @@ def train_longlora(cfg: LongLoraConfig, callbacks: list | None = None) -> dict:
     note = s2attn_note(cfg, examples)
     if note:
         print(note)
+    bf16 = train_bf16(cfg.bf16)
     model = build_model(cfg)
+    if bf16 and int(os.environ.get("WORLD_SIZE", "1")) == 1:
+        store_frozen_bf16(model)  # the same math under autocast, without a weight cast per call
     print(format_report(trainable_report(model)))
 
     class _SaveLog(TrainerCallback):
@@ -353,7 +359,7 @@ def train_longlora(cfg: LongLoraConfig, callbacks: list | None = None) -> dict:
     args = TrainingArguments(
         output_dir=str(out), max_steps=cfg.max_steps, per_device_train_batch_size=1, gradient_accumulation_steps=cfg.grad_accum,
         learning_rate=cfg.lr, weight_decay=cfg.weight_decay, lr_scheduler_type="constant_with_warmup", warmup_steps=cfg.warmup_steps,
-        max_grad_norm=cfg.max_grad_norm, bf16=train_bf16(cfg.bf16), activation_checkpointing=cfg.gradient_checkpointing,
+        max_grad_norm=cfg.max_grad_norm, bf16=bf16, activation_checkpointing=cfg.gradient_checkpointing,
         activation_checkpointing_kwargs={"use_reentrant": False}, save_strategy="steps", save_steps=cfg.save_steps,
         save_total_limit=cfg.save_total_limit, logging_steps=cfg.logging_steps, seed=cfg.seed, data_seed=cfg.seed,
         report_to="none", remove_unused_columns=False, dataloader_num_workers=0, disable_tqdm=False,
