@@ -161,9 +161,12 @@ def test_token_cache_is_reused_across_processes_and_repaired(tok, tmp_path, monk
     assert (T.cached_starts(tok, text) == first).all() and path.stat().st_size > 100
     T.cached_starts(tok, text + " More.")  # another text: another file
     assert len(list(tmp_path.glob("*.npy"))) == 2
+    newest = max(tmp_path.glob("*.npy"), key=lambda f: f.stat().st_mtime_ns)
+    T._prune(tmp_path, limit=newest.stat().st_size)  # room for one file: the older goes, the newest stays
+    assert list(tmp_path.glob("*.npy")) == [newest]
     monkeypatch.setenv("LONGRECALL_TOKEN_CACHE", "off")
     T.cached_starts(tok, text + " Other.")
-    assert len(list(tmp_path.glob("*.npy"))) == 2
+    assert len(list(tmp_path.glob("*.npy"))) == 1
 
 
 def test_training_samples_never_contain_heldout_names(tok):

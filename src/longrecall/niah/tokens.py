@@ -19,6 +19,7 @@ _CHUNK = 16_000
 _SAFE: dict[int, bool] = {}
 _PRINTS: dict[int, bytes] = {}
 CACHE_MIN_CHARS = 4 * _CHUNK  # shorter texts encode in milliseconds: not worth a file
+CACHE_BYTES = 2 * 2**30  # past this the oldest files go (a 1M-token haystack's starts take 8 MB)
 
 
 def _pieces(text: str, size: int) -> list[int]:
@@ -166,6 +167,17 @@ def cached_starts(tok, text: str) -> np.ndarray:
         with open(tmp, "wb") as fh:
             np.save(fh, starts)
         os.replace(tmp, path)
+        _prune(folder)
     except OSError:
         pass  # a read-only or full disk only costs the next process an encode
     return starts
+
+
+def _prune(folder: Path, limit: int = CACHE_BYTES) -> None:
+    """Delete the least recently written cache files until the folder holds at most `limit` bytes."""
+    files = sorted(((f.stat().st_mtime_ns, f.stat().st_size, f) for f in folder.glob("*.npy")), reverse=True)
+    total = 0
+    for _, size, f in files:
+        total += size
+        if total > limit:
+            f.unlink(missing_ok=True)
