@@ -15,6 +15,7 @@ All build the same kind of sample (one needle at 50% depth in procedural prose, 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import statistics
 import time
@@ -56,16 +57,21 @@ def fast(tok, length: int, seed: int, task: str = "single") -> int:
     return generate_sample(GenSpec(task=task, length=length, depth=0.5, haystack="prose", seed=seed), tok).prompt_tokens
 
 
-def encoded(tok, length: int, seed: int, task: str = "single") -> int:
-    """The previous path: no disk cache, every prompt re-tokenized whole."""
-    G._CACHE.clear()
+@contextlib.contextmanager
+def previous_path():
+    """The generator as it was: no disk cache, every prompt re-tokenized whole."""
     keep = T.encode_spliced, T.cached_starts
     T.encode_spliced = lambda tok_, text, *a, **k: T.encode(tok_, text)[1]
     T.cached_starts = lambda tok_, text: T.encode(tok_, text)[1]
     try:
-        return fast(tok, length, seed, task)
+        yield
     finally:
         T.encode_spliced, T.cached_starts = keep
+
+
+def encoded(tok, length: int, seed: int, task: str = "single") -> int:
+    with previous_path():
+        return fast(tok, length, seed, task)
 
 
 def training_set(tok, n: int) -> float:
@@ -113,13 +119,8 @@ def main() -> None:
         print(f"{length:>9} {first:>8.2f} {mc:>9.2f} {me:>9.2f} {mn:>9.2f} {me / mc:>13.1f}x {mn / mc:>12.1f}x", flush=True)
     if a.training:
         fast_rate = training_set(tok, a.training)
-        keep = T.encode_spliced, T.cached_starts
-        T.encode_spliced = lambda tok_, text, *x, **k: T.encode(tok_, text)[1]
-        T.cached_starts = lambda tok_, text: T.encode(tok_, text)[1]
-        try:
+        with previous_path():
             enc_rate = training_set(tok, a.training)
-        finally:
-            T.encode_spliced, T.cached_starts = keep
         print(f"training set, {a.training} samples of 4,096 tokens: cached {fast_rate:.1f} samples/s, "
               f"encode {enc_rate:.1f} samples/s ({fast_rate / enc_rate:.2f}x)", flush=True)
 

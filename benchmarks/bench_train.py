@@ -73,16 +73,6 @@ def build(config: str, max_length: int):
     return cfg, model, lora_plus_adamw(model, cfg.lora, targs)
 
 
-def frozen_to_bf16(model) -> int:
-    """Store the frozen linear weights in bf16 (autocast casts them to bf16 at every call anyway); returns how many."""
-    n = 0
-    for m in model.modules():
-        if isinstance(m, torch.nn.Linear) and not m.weight.requires_grad and m.weight.dtype == torch.float32:
-            m.weight.data = m.weight.data.to(torch.bfloat16)
-            n += 1
-    return n
-
-
 def step(model, opt, ids, chunk: int, full: bool) -> float:
     import contextlib
 
@@ -113,6 +103,7 @@ def main(argv=None) -> None:
     p.add_argument("--grad-ckpt", action="store_true", help="checkpoint every layer (what 16k needs in 24 GB); its "
                    "recomputed forward is not counted as model FLOPs")
     a = p.parse_args(argv)
+    from longrecall.train.lora_plus import store_frozen_bf16
     from longrecall.train.s2attn import group_bounds, head_split, resolve_group_size
 
     lengths = [int(x) for x in a.lengths.split(",")]
@@ -135,7 +126,7 @@ def main(argv=None) -> None:
         if a.grad_ckpt:
             twin.gradient_checkpointing_enable({"use_reentrant": False})
             twin.enable_input_require_grads()
-        frozen_to_bf16(twin)
+        store_frozen_bf16(twin)
         variants.append(("/b", twin))
     print(f"cpu recipe step ({a.config}), bf16 autocast, gradient checkpointing {'on' if a.grad_ckpt else 'off'}")
     print(f"{'threads':>7} {'length':>7} {'attention':>9} {'step s':>8} {'tokens/s':>9} {'GFLOP/s':>8} {'peak GFLOP/s':>12} {'% of peak':>9}")

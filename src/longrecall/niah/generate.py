@@ -270,7 +270,7 @@ def generate_sample(spec: GenSpec, tok) -> Sample:
         k = max(0, k + delta - (2 if delta < 0 else 0))
     else:
         raise UserError(f"could not fit length {spec.length} within {tol} tokens: report this with the tokenizer name")
-    ctx_start = prompt.find(context)
+    ctx_start = at  # where the context starts in the prompt (found while measuring it)
     needles = []
     for nd, off in zip(task.needles, offsets):
         tok_off = int(np.searchsorted(starts, ctx_start + off, side="right")) - 1

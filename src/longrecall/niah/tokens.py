@@ -22,12 +22,26 @@ CACHE_MIN_CHARS = 4 * _CHUNK  # shorter texts encode in milliseconds: not worth 
 CACHE_BYTES = 2 * 2**30  # past this the oldest files go (a 1M-token haystack's starts take 8 MB)
 
 
+def _cut_after(text: str, i: int, stop: int) -> int:
+    """The first cut point (a space before a word) at or after i and before stop, else -1."""
+    j = text.find(" ", i, stop)
+    while j != -1 and (j + 1 >= stop or not text[j + 1].isalnum()):
+        j = text.find(" ", j + 1, stop)
+    return j
+
+
+def _cut_before(text: str, i: int, start: int) -> int:
+    """The last cut point at or before i and after start, else -1."""
+    j = text.rfind(" ", start, i + 1)
+    while j != -1 and (j + 1 >= len(text) or not text[j + 1].isalnum()):
+        j = text.rfind(" ", start, j)
+    return j
+
+
 def _pieces(text: str, size: int) -> list[int]:
     cuts, i, n = [0], 0, len(text)
     while i + size < n:
-        j = text.find(" ", i + size)
-        while j != -1 and j + 1 < n and not text[j + 1].isalnum():
-            j = text.find(" ", j + 1)
+        j = _cut_after(text, i + size, n)
         if j == -1:
             break
         cuts.append(j)
@@ -72,22 +86,6 @@ def encode(tok, text: str) -> tuple[np.ndarray, np.ndarray]:
 
 def count(tok, text: str) -> int:
     return len(encode(tok, text)[0])
-
-
-def _cut_after(text: str, i: int, stop: int) -> int:
-    """The first cut point (a space before a word) at or after i and before stop, else -1."""
-    j = text.find(" ", i, stop)
-    while j != -1 and (j + 1 >= stop or not text[j + 1].isalnum()):
-        j = text.find(" ", j + 1, stop)
-    return j
-
-
-def _cut_before(text: str, i: int, start: int) -> int:
-    """The last cut point at or before i and after start, else -1."""
-    j = text.rfind(" ", start, i + 1)
-    while j != -1 and (j + 1 >= len(text) or not text[j + 1].isalnum()):
-        j = text.rfind(" ", start, j)
-    return j
 
 
 def encode_spliced(tok, text: str, copies, source: str, source_starts: np.ndarray, margin: int = 64) -> np.ndarray:
@@ -175,7 +173,7 @@ def cached_starts(tok, text: str) -> np.ndarray:
 
 def _prune(folder: Path, limit: int = CACHE_BYTES) -> None:
     """Delete the least recently written cache files until the folder holds at most `limit` bytes."""
-    files = sorted(((f.stat().st_mtime_ns, f.stat().st_size, f) for f in folder.glob("*.npy")), reverse=True)
+    files = sorted(((st.st_mtime_ns, st.st_size, f) for f in folder.glob("*.npy") for st in [f.stat()]), reverse=True)
     total = 0
     for _, size, f in files:
         total += size
