@@ -1,4 +1,6 @@
 """The generator: exact lengths, needle placement and offsets, determinism, every family and haystack."""
+import os
+
 import numpy as np
 import pytest
 
@@ -161,7 +163,8 @@ def test_token_cache_is_reused_across_processes_and_repaired(tok, tmp_path, monk
     assert (T.cached_starts(tok, text) == first).all() and path.stat().st_size > 100
     T.cached_starts(tok, text + " More.")  # another text: another file
     assert len(list(tmp_path.glob("*.npy"))) == 2
-    newest = max(tmp_path.glob("*.npy"), key=lambda f: f.stat().st_mtime_ns)
+    os.utime(path, ns=(10**9, 10**9))  # the first file written long ago, whatever the filesystem's clock granularity
+    (newest,) = [f for f in tmp_path.glob("*.npy") if f != path]
     T._prune(tmp_path, limit=newest.stat().st_size)  # room for one file: the older goes, the newest stays
     assert list(tmp_path.glob("*.npy")) == [newest]
     monkeypatch.setenv("LONGRECALL_TOKEN_CACHE", "off")
