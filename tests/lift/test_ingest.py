@@ -76,8 +76,8 @@ def test_schedule_two_stages_and_shipped_configs(tiny_dir):
     parts = {"segments": [{"kind": "segment", "id": i} for i in range(3)], "contextual": [], "qa": [{"kind": "qa", "id": 9}]}
     order = schedule(parts, IngestConfig(stage1_epochs=2, stage2_epochs=1, qa_repeat=2))
     assert [s for s, _, _ in order] == [1] * 6 + [2] * 5
-    assert all(r["kind"] == "segment" for s, _, r in order if s == 1)
-    assert sum(r["kind"] == "qa" for _, _, r in order) == 2
+    assert all(len(rs) == 1 and rs[0]["kind"] == "segment" for s, _, rs in order if s == 1)
+    assert sum(rs[0]["kind"] == "qa" for _, _, rs in order) == 2
     full = load_config(IngestConfig, CONFIGS / "lift-cpu.yaml")
     assert full.adapter == "gated" and full.lr == 1e-3 and full.data.segment_length == 1024
     import argparse
@@ -86,6 +86,38 @@ def test_schedule_two_stages_and_shipped_configs(tiny_dir):
     add_arguments(p)
     a = p.parse_args(["--input", "x", "--output-dir", "y", "--adapter", "lora", "--set", "data.qa=cloze"])
     assert (a.adapter, a.set) == ("lora", ["data.qa=cloze"])
+
+
+def test_qa_batch_groups_chat_records_of_one_kind_and_keeps_every_record():
+    parts = {"segments": [{"kind": "segment", "id": i} for i in range(3)],
+             "qa": [{"kind": "qa", "id": 10 + i} for i in range(5)], "retain": [{"kind": "retain_chat", "id": 20 + i} for i in range(3)]}
+    order = schedule(parts, IngestConfig(stage1_epochs=1, stage2_epochs=2, qa_repeat=2, qa_batch=4))
+    for epoch in (1, 2):
+        steps = [rs for _, e, rs in order if e == epoch]
+        assert sorted(r["id"] for rs in steps for r in rs) == sorted([0, 1, 2] + [10, 11, 12, 13, 14] * 2 + [20, 21, 22])
+        assert all(len({r["kind"] for r in rs}) == 1 for rs in steps)  # never mixes kinds (the penalty is per kind)
+        assert sorted(len(rs) for rs in steps if rs[0]["kind"] == "qa") == [2, 4, 4]  # 10 QA: two full steps, one short
+        assert all(len(rs) == 1 for rs in steps if rs[0]["kind"] == "segment")
+
+
+def test_a_padded_batch_loses_what_its_records_lose_alone(tiny_dir):
+    """Right padding changes nothing: the batch's loss is its records' losses weighted by answer tokens."""
+    from longrecall.data.lift import encode_record
+    from longrecall.lift.ingest import _batch, _batch_loss, attach_adapter
+    from longrecall.models import load_model
+
+    tok = load_tokenizer("default")
+    cfg = IngestConfig(bf16=False, gate="paper", model=str(tiny_dir))  # an open gate: the memory takes part
+    model = attach_adapter(load_model(str(tiny_dir)), cfg).eval()
+    recs = [{"kind": "qa", "prompt": [{"role": "user", "content": q}], "completion": [{"role": "assistant", "content": a}]}
+            for q, a in (("What is the archive key of Nora Hale?", "It is 5551234."), ("Who?", "Nora"))]
+    enc = [encode_record(r, tok) for r in recs]
+    assert len(enc[0][0]) != len(enc[1][0])
+    with torch.no_grad():
+        alone = [_batch_loss(model, _batch([e], tok.pad_token_id), cfg).item() for e in enc]
+        both = _batch_loss(model, _batch(enc, tok.pad_token_id), cfg).item()
+    n = [sum(x != -100 for x in e[1][1:]) for e in enc]
+    assert both == pytest.approx((alone[0] * n[0] + alone[1] * n[1]) / sum(n), rel=1e-4)
 
 
 @pytest.mark.parametrize("on", ["gate", "output"])

@@ -44,6 +44,9 @@ class IngestConfig:
     """Epochs over segments + contextualized segments + QA."""
     qa_repeat: int = 1
     """Times each QA record appears per stage-2 epoch (QA records are short: cheap to repeat)."""
+    qa_batch: int = 1
+    """Stage 2's chat records (QA, retain) trained this many to a step, right-padded (same kind in a step); a
+    60-token record alone uses the CPU at a third of a segment's rate. Segments stay one a step."""
     max_steps: int = 0
     """Stop after this many optimizer steps (0 = run the whole schedule); for smoke runs."""
     lr: float | None = None
@@ -111,6 +114,12 @@ def _loss(model, ids: list[int], labels: list[int], cfg: IngestConfig) -> torch.
         return model(input_ids=torch.tensor([ids]), labels=torch.tensor([labels])).loss
 
 
+def _batch_loss(model, batch: dict[str, torch.Tensor], cfg: IngestConfig) -> torch.Tensor:
+    """Mean loss over every labelled token of the batch."""
+    with _autocast(cfg):
+        return model(**batch).loss
+
+
 @torch.no_grad()
 def input_loss(model, encoded: list[tuple[list[int], list[int]]], cfg: IngestConfig) -> float:
     """Mean next-token loss over the first `loss_eval_segments` segments."""
@@ -119,17 +128,37 @@ def input_loss(model, encoded: list[tuple[list[int], list[int]]], cfg: IngestCon
     return sum(_loss(model, i, l, cfg).item() for i, l in batch) / max(len(batch), 1)
 
 
-def schedule(parts: dict[str, list[dict]], cfg: IngestConfig) -> list[tuple[int, int, dict]]:
-    """(stage, epoch, record) in training order: stage 1 over segments, stage 2 over segments + QA; seeded shuffles."""
+def schedule(parts: dict[str, list[dict]], cfg: IngestConfig) -> list[tuple[int, int, list[dict]]]:
+    """(stage, epoch, records of one step) in training order: stage 1 over segments, stage 2 over segments + QA
+    (+ retain); seeded shuffles. A stage-2 chat record waits for `qa_batch - 1` more of its kind (the epoch's last
+    ones go short)."""
     rng = random.Random(cfg.seed)
     seg = parts["segments"] + parts.get("contextual", [])
     order = []
     for epoch in range(cfg.stage1_epochs):
-        order += [(1, epoch, r) for r in rng.sample(seg, len(seg))]
+        order += [(1, epoch, [r]) for r in rng.sample(seg, len(seg))]
     mix = seg + parts.get("qa", []) * cfg.qa_repeat + parts.get("retain", [])
     for epoch in range(cfg.stage2_epochs):
-        order += [(2, cfg.stage1_epochs + epoch, r) for r in rng.sample(mix, len(mix))]
+        e, waiting = cfg.stage1_epochs + epoch, {}
+        for r in rng.sample(mix, len(mix)):
+            if r["kind"] in ("segment", "contextual") or cfg.qa_batch <= 1:
+                order.append((2, e, [r]))
+                continue
+            group = waiting.setdefault(r["kind"], [])
+            group.append(r)
+            if len(group) == cfg.qa_batch:
+                order.append((2, e, waiting.pop(r["kind"])))
+        order += [(2, e, group) for group in waiting.values()]
     return order[: cfg.max_steps] if cfg.max_steps else order
+
+
+def _batch(encoded: list[tuple[list[int], list[int]]], pad_id: int) -> dict[str, torch.Tensor]:
+    """Right-padded input_ids, attention_mask and labels (-100 on padding)."""
+    width = max(len(i) for i, _ in encoded)
+    pad = [width - len(i) for i, _ in encoded]
+    return {"input_ids": torch.tensor([i + [pad_id] * n for (i, _), n in zip(encoded, pad)]),
+            "attention_mask": torch.tensor([[1] * len(i) + [0] * n for (i, _), n in zip(encoded, pad)]),
+            "labels": torch.tensor([l + [-100] * n for (_, l), n in zip(encoded, pad)])}
 
 
 def train(model, tokenizer, parts: dict[str, list[dict]], cfg: IngestConfig, progress: bool = True) -> list[dict]:
@@ -143,23 +172,27 @@ def train(model, tokenizer, parts: dict[str, list[dict]], cfg: IngestConfig, pro
     model.train()
     history = []
     bar = tqdm(schedule(parts, cfg), desc="lift ingest", unit="step", disable=not progress)
-    for step, (stage, epoch, record) in enumerate(bar):
-        ids, labels = encode_record(record, tokenizer)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    for step, (stage, epoch, records) in enumerate(bar):
+        encoded = [encode_record(r, tokenizer) for r in records]
+        batch = _batch(encoded, pad_id)
+        kind = records[0]["kind"]
         gate = None
-        if cfg.gate_penalty and cfg.adapter == "gated" and record["kind"] in RETAIN_KINDS:
+        if cfg.gate_penalty and cfg.adapter == "gated" and kind in RETAIN_KINDS:
             from .gated_memory import collect_gates
 
             with collect_gates(model, cfg.gate_penalty_on) as terms:
-                loss = _loss(model, ids, labels, cfg)
+                loss = _batch_loss(model, batch, cfg)
             gate = torch.stack(terms).mean()
             loss = loss + cfg.gate_penalty * gate
         else:
-            loss = _loss(model, ids, labels, cfg)
+            loss = _batch_loss(model, batch, cfg)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
         opt.step()
         opt.zero_grad(set_to_none=True)
-        history.append({"step": step, "stage": stage, "epoch": epoch, "kind": record["kind"], "tokens": len(ids), "loss": round(loss.item(), 5)}
+        history.append({"step": step, "stage": stage, "epoch": epoch, "kind": kind, "tokens": sum(len(i) for i, _ in encoded),
+                        "loss": round(loss.item(), 5)} | ({"records": len(records)} if len(records) > 1 else {})
                        | ({"gate": round(gate.item(), 5)} if gate is not None else {}))
         bar.set_postfix(stage=stage, loss=f"{loss.item():.3f}")
     model.eval()
