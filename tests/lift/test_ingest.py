@@ -88,6 +88,16 @@ def test_schedule_two_stages_and_shipped_configs(tiny_dir):
     assert (a.adapter, a.set) == ("lora", ["data.qa=cloze"])
 
 
+def test_linear_lr_schedule_decays_to_zero_and_a_wrong_name_is_a_user_error(tiny_dir, text_file, tmp_path):
+    m = ingest(text_file, tmp_path / "lin", _cfg(tiny_dir, lr_schedule="linear", loss_eval_segments=0), progress=False)
+    lrs = [h["lr"] for h in m["loss_history"]]
+    assert lrs[0] == pytest.approx(1e-2) and all(a > b for a, b in zip(lrs, lrs[1:])) and lrs[-1] < 1e-2 / len(lrs) * 1.01
+    from longrecall.errors import UserError
+
+    with pytest.raises(UserError, match="lr_schedule=constant or linear"):
+        ingest(text_file, tmp_path / "bad", _cfg(tiny_dir, lr_schedule="cosine", loss_eval_segments=0), progress=False)
+
+
 def test_qa_batch_groups_chat_records_of_one_kind_and_keeps_every_record():
     parts = {"segments": [{"kind": "segment", "id": i} for i in range(3)],
              "qa": [{"kind": "qa", "id": 10 + i} for i in range(5)], "retain": [{"kind": "retain_chat", "id": 20 + i} for i in range(3)]}

@@ -51,6 +51,9 @@ class IngestConfig:
     """Stop after this many optimizer steps (0 = run the whole schedule); for smoke runs."""
     lr: float | None = None
     """Learning rate, constant; None = 1e-3 for gated, 2e-4 for lora."""
+    lr_schedule: str = "constant"
+    """constant (the method's) | linear: decays to 0 over the run, so the last updates settle the memory instead of
+    each QA step overwriting the one before it."""
     betas: list[float] = field(default_factory=lambda: [0.9, 0.98])
     weight_decay: float = 1e-4
     grad_clip: float = 1.0
@@ -161,6 +164,11 @@ def _batch(encoded: list[tuple[list[int], list[int]]], pad_id: int) -> dict[str,
             "labels": torch.tensor([l + [-100] * n for (_, l), n in zip(encoded, pad)])}
 
 
+def check_schedule(cfg: IngestConfig) -> None:
+    if cfg.lr_schedule not in ("constant", "linear"):
+        raise UserError(f"lr_schedule {cfg.lr_schedule!r} unknown: pass --set lr_schedule=constant or linear")
+
+
 def train(model, tokenizer, parts: dict[str, list[dict]], cfg: IngestConfig, progress: bool = True) -> list[dict]:
     """The hand loop: AdamW (constant lr), clip, batch 1. Returns the loss history."""
     from tqdm.auto import tqdm
@@ -169,9 +177,12 @@ def train(model, tokenizer, parts: dict[str, list[dict]], cfg: IngestConfig, pro
     opt = torch.optim.AdamW(params, lr=_learning_rate(cfg), betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
     if cfg.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    order = schedule(parts, cfg)
+    check_schedule(cfg)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: 1.0 if cfg.lr_schedule == "constant" else 1.0 - i / len(order))
     model.train()
     history = []
-    bar = tqdm(schedule(parts, cfg), desc="lift ingest", unit="step", disable=not progress)
+    bar = tqdm(order, desc="lift ingest", unit="step", disable=not progress)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     for step, (stage, epoch, records) in enumerate(bar):
         encoded = [encode_record(r, tokenizer) for r in records]
@@ -190,8 +201,10 @@ def train(model, tokenizer, parts: dict[str, list[dict]], cfg: IngestConfig, pro
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
         opt.step()
+        lr = opt.param_groups[0]["lr"]
+        sched.step()
         opt.zero_grad(set_to_none=True)
-        history.append({"step": step, "stage": stage, "epoch": epoch, "kind": kind, "tokens": sum(len(i) for i, _ in encoded),
+        history.append({"step": step, "stage": stage, "epoch": epoch, "kind": kind, "tokens": sum(len(i) for i, _ in encoded), "lr": float(f"{lr:.3g}"),
                         "loss": round(loss.item(), 5)} | ({"records": len(records)} if len(records) > 1 else {})
                        | ({"gate": round(gate.item(), 5)} if gate is not None else {}))
         bar.set_postfix(stage=stage, loss=f"{loss.item():.3f}")
@@ -224,6 +237,7 @@ def ingest(input_path: str | Path, output_dir: str | Path, cfg: IngestConfig | N
     from ..models import load_model, load_tokenizer
 
     cfg = cfg or IngestConfig()
+    check_schedule(cfg)  # before minutes of data building
     out = Path(output_dir)
     t0 = time.time()
     text, sample = read_input(input_path)
