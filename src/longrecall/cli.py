@@ -42,6 +42,7 @@ COMMANDS = [
     (("lift", "ingest"), "longrecall.lift.ingest", "add_arguments", "main", "memorise one long input into an adapter"),
     (("lift", "ask"), "longrecall.lift.ask", "add_arguments", "main", "ask a LIFT adapter a question"),
     (("lift", "eval"), "longrecall.lift.evaluate", "add_arguments", "main", "recall of an ingested input: no context, truncated, base, control"),
+    (("lift", "compare"), "longrecall.lift.compare", "add_arguments", "main", "two lift evals of one input, paired by question"),
     (("memory", "add"), "longrecall.memory.api", "add_add_arguments", "add_main", "append text to the long-term memory"),
     (("memory", "ask"), "longrecall.memory.api", "add_ask_arguments", "ask_main", "ask the long-term memory"),
     (("memory", "list"), "longrecall.memory.api", "add_list_arguments", "list_main", "list the memory's documents (complete or interrupted)"),
