@@ -45,15 +45,16 @@ class IngestConfig:
     qa_repeat: int = 1
     """Times each QA record appears per stage-2 epoch (QA records are short: cheap to repeat)."""
     qa_batch: int = 1
-    """Stage 2's chat records (QA, retain) trained this many to a step, right-padded (same kind in a step); a
-    60-token record alone uses the CPU at a third of a segment's rate. Segments stay one a step."""
+    """Stage 2's chat records (QA, retain) trained this many to a step, right-padded (same kind in a step). Measured on
+    one loaded thread: 46 tokens/s for a ~60-token record alone, 70 four to a step, 66 for a 1024-token segment.
+    Segments stay one a step."""
     max_steps: int = 0
     """Stop after this many optimizer steps (0 = run the whole schedule); for smoke runs."""
     lr: float | None = None
     """Learning rate, constant; None = 1e-3 for gated, 2e-4 for lora."""
     lr_schedule: str = "constant"
-    """constant (the method's) | linear: decays to 0 over the run, so the last updates settle the memory instead of
-    each QA step overwriting the one before it."""
+    """constant (the method's) | linear: decays to 0 over the run. Measured: linear underfits the memory (recall 70% ->
+    20% on one input, docs/results/lift16k/RUN.md)."""
     betas: list[float] = field(default_factory=lambda: [0.9, 0.98])
     weight_decay: float = 1e-4
     grad_clip: float = 1.0
@@ -170,7 +171,8 @@ def check_schedule(cfg: IngestConfig) -> None:
 
 
 def train(model, tokenizer, parts: dict[str, list[dict]], cfg: IngestConfig, progress: bool = True) -> list[dict]:
-    """The hand loop: AdamW (constant lr), clip, batch 1. Returns the loss history."""
+    """The hand loop: AdamW (lr constant or linear), clip; one record a step, or `qa_batch` chat records. Returns
+    the loss history."""
     from tqdm.auto import tqdm
 
     params = [p for p in model.parameters() if p.requires_grad]
