@@ -45,9 +45,9 @@ class IngestConfig:
     qa_repeat: int = 1
     """Times each QA record appears per stage-2 epoch (QA records are short: cheap to repeat)."""
     qa_batch: int = 1
-    """Stage 2's chat records (QA, retain) trained this many to a step, right-padded (same kind in a step). Measured on
-    one loaded thread: 46 tokens/s for a ~60-token record alone, 70 four to a step, 66 for a 1024-token segment.
-    Segments stay one a step."""
+    """Stage 2's chat records (QA, retain) trained this many to a step, right-padded (same kind in a step). Measured
+    (benchmarks/bench_lift_step.py, one thread): 89 tokens/s for a ~60-token record alone, 129 four to a step (1.46x),
+    119 for a 1024-token segment. Segments stay one a step."""
     max_steps: int = 0
     """Stop after this many optimizer steps (0 = run the whole schedule); for smoke runs."""
     lr: float | None = None
