@@ -36,9 +36,8 @@ def compare(a: str | Path, b: str | Path) -> dict:
     for m in MEASURES:
         d = paired(sa[m], sb[m])
         if d:
-            n = d["n"]
-            out["measures"][m] = {"a": 100 * sum(sa[m][q] for q in sb[m] if q in sa[m]) / n,
-                                  "b": 100 * sum(sb[m][q] for q in sa[m] if q in sb[m]) / n, **d}
+            both = sa[m].keys() & sb[m].keys()
+            out["measures"][m] = {"a": 100 * sum(sa[m][q] for q in both) / len(both), "b": 100 * sum(sb[m][q] for q in both) / len(both), **d}
     return out
 
 

@@ -113,11 +113,6 @@ def _autocast(cfg: IngestConfig):
     return torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16 and fast_bf16())  # emulated bf16 is ~5x slower
 
 
-def _loss(model, ids: list[int], labels: list[int], cfg: IngestConfig) -> torch.Tensor:
-    with _autocast(cfg):
-        return model(input_ids=torch.tensor([ids]), labels=torch.tensor([labels])).loss
-
-
 def _batch_loss(model, batch: dict[str, torch.Tensor], cfg: IngestConfig) -> torch.Tensor:
     """Mean loss over every labelled token of the batch."""
     with _autocast(cfg):
@@ -129,7 +124,7 @@ def input_loss(model, encoded: list[tuple[list[int], list[int]]], cfg: IngestCon
     """Mean next-token loss over the first `loss_eval_segments` segments."""
     model.eval()
     batch = encoded[: cfg.loss_eval_segments]
-    return sum(_loss(model, i, l, cfg).item() for i, l in batch) / max(len(batch), 1)
+    return sum(_batch_loss(model, _batch([e], 0), cfg).item() for e in batch) / max(len(batch), 1)
 
 
 def schedule(parts: dict[str, list[dict]], cfg: IngestConfig) -> list[tuple[int, int, list[dict]]]:
@@ -186,8 +181,15 @@ def train(model, tokenizer, parts: dict[str, list[dict]], cfg: IngestConfig, pro
     history = []
     bar = tqdm(order, desc="lift ingest", unit="step", disable=not progress)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    tokens: dict[int, tuple[list[int], list[int]]] = {}  # by record: QA records come back qa_repeat times an epoch
+
+    def encoded_once(record: dict) -> tuple[list[int], list[int]]:
+        if id(record) not in tokens:
+            tokens[id(record)] = encode_record(record, tokenizer)
+        return tokens[id(record)]
+
     for step, (stage, epoch, records) in enumerate(bar):
-        encoded = [encode_record(r, tokenizer) for r in records]
+        encoded = [encoded_once(r) for r in records]
         batch = _batch(encoded, pad_id)
         kind = records[0]["kind"]
         gate = None
