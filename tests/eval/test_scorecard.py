@@ -105,8 +105,8 @@ def _sample_of(row, tok):
 def test_a_resumed_run_with_a_changed_config_is_refused_and_nothing_is_overwritten(tmp_path, tok):
     SC.run_scorecard(_cfg(samples={512: 1, 1024: 1, 4096: 1}), tmp_path, backend=Scripted(), tokenizer=tok, progress=False)
     before = (tmp_path / "results.jsonl").read_bytes(), (tmp_path / "run.json").read_bytes()
-    with pytest.raises(UserError, match=r"changed: samples\.512\b"):
-        SC.run_scorecard(_cfg(samples={512: 2, 1024: 1, 4096: 1}), tmp_path, backend=Scripted(), tokenizer=tok, progress=False)
+    with pytest.raises(UserError, match=r"changed: seed\b"):
+        SC.run_scorecard(_cfg(samples={512: 1, 1024: 1, 4096: 1}, seed=7), tmp_path, backend=Scripted(), tokenizer=tok, progress=False)
     rows = [{"name": "single", "task": "single", "needle_kinds": ["number"]}, {"name": "chain", "task": "chain", "hops": [2, 3]}]
     with pytest.raises(UserError, match=r"changed: rows\[single\]\.needle_kinds"):
         SC.run_scorecard(_cfg(samples={512: 1, 1024: 1, 4096: 1}, rows=rows), tmp_path, backend=Scripted(), tokenizer=tok,
@@ -126,6 +126,42 @@ def test_a_config_that_adds_a_row_asks_only_the_new_row(tmp_path, tok):
     fresh = SC.run_scorecard(_cfg(**small), tmp_path / "fresh", backend=Scripted(), tokenizer=tok, progress=False)
     key = lambda r: (r["row"], r["length"], r["index"], r["id"], r["score"])  # noqa: E731
     assert sorted(map(key, both)) == sorted(map(key, fresh))
+
+
+def test_a_config_that_grows_samples_or_lengths_asks_only_the_new_samples(tmp_path, tok):
+    few = SC.run_scorecard(_cfg(lengths=[512], samples={512: 2}), tmp_path, backend=Scripted(), tokenizer=tok, progress=False)
+    b = Scripted()
+    more = SC.run_scorecard(_cfg(lengths=[512, 1024], samples={512: 3, 1024: 1}), tmp_path, backend=b, tokenizer=tok,
+                            progress=False)
+    assert b.calls == 2 * (1 + 1)  # per row: the third 512 sample and the 1024 one
+    assert all(r in more for r in few)
+    fresh = SC.run_scorecard(_cfg(lengths=[512, 1024], samples={512: 3, 1024: 1}), tmp_path / "fresh", backend=Scripted(),
+                             tokenizer=tok, progress=False)
+    key = lambda r: (r["row"], r["length"], r["index"], r["id"], r["score"])  # noqa: E731
+    assert sorted(map(key, more)) == sorted(map(key, fresh))
+    # Shrinking it back summarises only what the smaller config asks; nothing on disk is lost.
+    back = SC.run_scorecard(_cfg(lengths=[512], samples={512: 2}), tmp_path, backend=Scripted(), tokenizer=tok, progress=False)
+    assert sorted(map(key, back)) == sorted(map(key, few))
+    assert len((tmp_path / "results.jsonl").read_text().splitlines()) == len(more)
+
+
+def test_answers_saved_when_the_row_hash_held_samples_and_lengths_are_kept(tmp_path, tok):
+    import dataclasses
+    import hashlib
+
+    cfg = _cfg(lengths=[512], samples={512: 2})
+    first = SC.run_scorecard(cfg, tmp_path, backend=Scripted(), tokenizer=tok, progress=False)
+    results = tmp_path / "results.jsonl"
+    old_rows = []
+    for r in map(json.loads, results.read_text().splitlines()):  # rewrite as the previous code hashed rows
+        row = {x.name: x for x in cfg.rows}[r["row"]]
+        blob = {"settings": SC._settings(cfg), "row": dataclasses.asdict(row)}
+        r["row_hash"] = hashlib.sha1(json.dumps(blob, sort_keys=True).encode()).hexdigest()[:12]
+        old_rows.append(r)
+    results.write_text("".join(json.dumps(r) + "\n" for r in old_rows))
+    b = Scripted()
+    grown = SC.run_scorecard(_cfg(lengths=[512], samples={512: 3}), tmp_path, backend=b, tokenizer=tok, progress=False)
+    assert b.calls == 2 and len(grown) == len(first) + 2
 
 
 def test_an_unknown_family_is_one_line_listing_the_known_ones(tmp_path, tok):

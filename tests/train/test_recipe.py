@@ -234,3 +234,40 @@ def test_no_preset_turns_on_an_s2attn_that_never_runs(path):
     chat, block = {"labels": [IGNORE_INDEX, 5]}, {"labels": [5, 6]}
     examples = ([chat] if cfg.sft else []) + ([block] if cfg.pretrain and cfg.mix < 1 else [])
     assert s2attn_note(cfg, examples) is None, f"{path.name}: s2attn: true on chats only; set s2attn: false"
+
+
+def test_a_second_phase_starts_from_the_first_phases_weights(files, tmp_path):
+    from peft import get_peft_model_state_dict
+
+    from longrecall.train.recipe import build_model
+
+    first = train_longlora(_cfg(files, tmp_path / "p1", target_length=16384, max_steps=3))
+    saved = load_file(Path(first["adapter"]) / "adapter_model.safetensors")
+    cfg = _cfg(files, tmp_path / "p2", target_length=16384, continue_from=first["adapter"])
+    started = get_peft_model_state_dict(build_model(cfg))
+    assert saved.keys() == started.keys() and any("embed_tokens" in k for k in saved)
+    for key in saved:
+        assert torch.equal(saved[key], started[key].to(saved[key].dtype)), key
+    fresh = get_peft_model_state_dict(build_model(_cfg(files, tmp_path / "p0", target_length=16384)))
+    assert any(not torch.equal(saved[k], fresh[k].to(saved[k].dtype)) for k in saved)  # the copy is not the init
+    second = train_longlora(cfg)
+    info = json.loads((Path(second["adapter"]) / "longrecall_adapter.json").read_text())
+    assert info["config"]["continue_from"] == first["adapter"] and second["steps"] == 4
+
+
+@pytest.mark.parametrize("change", [{"lora": {"rank": 4}}, {"target_length": None}, {"continue_from": "nowhere"}])
+def test_a_second_phase_that_cannot_continue_is_a_one_line_error(files, tmp_path, change):
+    from dataclasses import replace
+
+    from longrecall.train.lora_plus import LoraPlusConfig
+
+    first = train_longlora(_cfg(files, tmp_path / "p1", target_length=16384, max_steps=1))
+    kw = dict(target_length=16384, continue_from=first["adapter"])
+    kw.update({k: v for k, v in change.items() if k != "lora"})
+    cfg = _cfg(files, tmp_path / "p2", **kw)
+    if "lora" in change:
+        cfg = replace(cfg, lora=LoraPlusConfig(**change["lora"]))
+    with pytest.raises(UserError) as err:
+        train_longlora(cfg)
+    assert "\n" not in str(err.value) and ("continue_from" in str(err.value) or "adapter folder" in str(err.value))
+    assert not (tmp_path / "p2" / "adapter").exists()

@@ -86,11 +86,32 @@ def _settings(cfg: ScorecardConfig) -> dict:
     return json.loads(json.dumps({k: v for k, v in dataclasses.asdict(cfg).items() if k != "rows"}))
 
 
-def row_hash(cfg: ScorecardConfig, row: Row) -> str:
-    """What one row's answers depend on: the shared settings and the row. A row's samples never depend on the other
-    rows (seeds are per length and index), so a config that only adds rows asks only the new ones."""
-    blob = {"settings": _settings(cfg), "row": dataclasses.asdict(row)}
+# How many samples a length gets and which lengths are asked choose *which* (row, length, index) are asked, never what
+# one of them is (its seed is per length and index): a config that only grows them asks only the new samples.
+GROWABLE = ("samples", "lengths")
+
+
+def _hash(blob: dict) -> str:
     return hashlib.sha1(json.dumps(blob, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def row_hash(cfg: ScorecardConfig, row: Row) -> str:
+    """What one row's answers depend on: the shared settings but the growable ones, and the row. A row's samples
+    never depend on the other rows or on how many are asked, so a config that only adds rows, samples or lengths
+    asks only the new ones."""
+    settings = {k: v for k, v in _settings(cfg).items() if k not in GROWABLE}
+    return _hash({"settings": settings, "row": dataclasses.asdict(row)})
+
+
+def _saved_row_hashes(out: Path, cfg: ScorecardConfig) -> set[str]:
+    """Row hashes of answers saved before the growable settings left the hash (they hashed the saved config's
+    samples and lengths too): still valid answers, kept on resume."""
+    run_file = out / "run.json"
+    if not run_file.exists():
+        return set()
+    saved = json.loads(run_file.read_text()).get("config", {})
+    settings = {k: v for k, v in saved.items() if k != "rows"}
+    return {_hash({"settings": settings, "row": dataclasses.asdict(r)}) for r in cfg.rows}
 
 
 def plan(cfg: ScorecardConfig) -> list[tuple[str, int, int]]:
@@ -139,7 +160,8 @@ def _check_resume(out: Path, ident: dict, cfg: ScorecardConfig) -> None:
         return
     saved = json.loads(run_file.read_text())
     old_cfg = saved.get("config", {})
-    changed = _changed_keys({k: v for k, v in old_cfg.items() if k != "rows"}, _settings(cfg))
+    changed = _changed_keys({k: v for k, v in old_cfg.items() if k not in ("rows", *GROWABLE)},
+                            {k: v for k, v in _settings(cfg).items() if k not in GROWABLE})
     old_rows = {r["name"]: r for r in old_cfg.get("rows", [])}
     for r in cfg.rows:
         if r.name in old_rows:
@@ -178,7 +200,10 @@ def run_scorecard(cfg: ScorecardConfig, out: Path, model: str = "default", adapt
     done_rows = read_done(results) if results.exists() else []
     _check_resume(out, ident, cfg)
     hashes = {r.name: row_hash(cfg, r) for r in cfg.rows}
-    done_rows = [r for r in done_rows if hashes.get(r["row"]) == r.get("row_hash")]  # rows dropped since: not summarised
+    legacy = _saved_row_hashes(out, cfg)
+    asked = set(plan(cfg))  # rows, samples or lengths dropped since: kept on disk, not summarised
+    done_rows = [r for r in done_rows if (hashes.get(r["row"]) == r.get("row_hash") or r.get("row_hash") in legacy)
+                 and (r["row"], r["length"], r["index"]) in asked]
     done = {(r["row"], r["length"], r["index"]) for r in done_rows}
     pending = [c for c in plan(cfg) if c not in done]
     clock = {"load": 0.0, "samples": 0.0, "answers": 0.0}

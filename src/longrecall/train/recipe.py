@@ -11,6 +11,7 @@ SmolLM2's has not, and it takes no pre-packed blocks.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import math
 import random
@@ -55,6 +56,10 @@ class LongLoraConfig:
     """Context to scale RoPE positions to (factor ceil(target/native)); None keeps the native positions."""
     scaling_method: str = "linear"
     """Position scaling: 'linear' (position interpolation, LongLoRA) or 'yarn'."""
+    continue_from: str | None = None
+    """An adapter folder this recipe wrote (LoRA, embedding and norms) whose weights start this run: a second phase,
+    e.g. a short-chat phase continued at 4k. Same base, LoRA shape and position scaling, refused in one line if not;
+    the optimizer starts fresh, and the new adapter stands alone."""
     lora: LoraPlusConfig = field(default_factory=LoraPlusConfig)
     """LoRA+ settings: rank, alpha, dropout, targets, mlp, train_embeddings, train_norms, embed_lr, norm_lr."""
     lr: float = 2e-4
@@ -321,9 +326,46 @@ def build_model(cfg: LongLoraConfig):
     check_sequence_length(model, cfg.max_length)
     model.config.use_cache = False
     model = apply_lora_plus(model, cfg.lora)
+    if cfg.continue_from:
+        load_phase_weights(model, cfg.continue_from)
     if cfg.s2attn:
         enable_s2attn(model, group_fraction=cfg.group_fraction, group_size=cfg.group_size)
     return model
+
+
+def check_continue_from(cfg: LongLoraConfig) -> None:
+    """The adapter to continue must be one this config could have written: same LoRA shape and position scaling."""
+    from .lora_plus import read_adapter_info
+
+    path = Path(cfg.continue_from)
+    info = read_adapter_info(path)  # a missing or damaged folder is a one-line error
+    peft_cfg = json.loads((path / "adapter_config.json").read_text(encoding="utf-8"))
+    targets = sorted(dict.fromkeys(cfg.lora.targets + (["gate_proj", "up_proj", "down_proj"] if cfg.lora.mlp else [])))
+    theirs = peft_cfg.get("target_modules") or []
+    mismatch = [name for name, a, b in [("lora.rank", peft_cfg.get("r"), cfg.lora.rank),
+                                        ("lora.targets", sorted(theirs) if isinstance(theirs, list) else theirs, targets)] if a != b]
+    if info.get("base_model") not in (None, cfg.model):
+        mismatch.append("model")
+    recorded = info.get("config") or {}
+    for key in ("target_length", "scaling_method"):
+        if key in recorded and recorded[key] != getattr(cfg, key):
+            mismatch.append(key)
+    if mismatch:
+        raise UserError(f"continue_from {path} was trained with other {', '.join(mismatch)}: use the same settings as its "
+                        "config (longrecall_adapter.json) or start without continue_from")
+
+
+def load_phase_weights(model, adapter_dir) -> None:
+    """Copy a saved adapter's tensors (LoRA, embedding, norms) into the freshly built LoRA+ model, all or nothing."""
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    state = load_file(str(Path(adapter_dir) / "adapter_model.safetensors"))
+    result = set_peft_model_state_dict(model, state)
+    unexpected = list(getattr(result, "unexpected_keys", []) or [])
+    if unexpected:
+        raise UserError(f"continue_from {adapter_dir} holds weights this model has no place for ({unexpected[0]}, ...): "
+                        "continue an adapter of the same base model and LoRA settings")
 
 
 def train_longlora(cfg: LongLoraConfig, callbacks: list | None = None) -> dict:
@@ -336,6 +378,8 @@ def train_longlora(cfg: LongLoraConfig, callbacks: list | None = None) -> dict:
     from .s2attn import disable_s2attn
 
     validate(cfg)
+    if cfg.continue_from:
+        check_continue_from(cfg)
     out = Path(cfg.output_dir)
     tokenizer = load_tokenizer(cfg.model)
     examples = build_examples(cfg, tokenizer)  # before the model: bad data fails in seconds
