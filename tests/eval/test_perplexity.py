@@ -88,3 +88,31 @@ def test_pkgdocs_is_real_text_from_the_installed_packages(tiny_dir, tmp_path):
     assert P.main(args) == 0
     data = json.loads((out / "perplexity.json").read_text())
     assert data["text"] == "pkgdocs" and data["results"][0]["windows"] == 2
+
+
+def test_compare_pairs_windows_and_refuses_different_runs(tiny_dir, tmp_path, capsys):
+    text = tmp_path / "book.txt"
+    text.write_text(TEXT * 4)
+    parser = argparse.ArgumentParser()
+    P.add_arguments(parser)
+    common = ["--lengths", "32,64", "--stride", "16", "--max-windows", "4", "--text", str(text), "--dtype", "float32"]
+    assert P.main(parser.parse_args(["--model", str(tiny_dir), *common, "--output-dir", str(tmp_path / "a")])) == 0
+    assert P.main(parser.parse_args(["--model", str(tiny_dir), *common, "--output-dir", str(tmp_path / "b")])) == 0
+    a = json.loads((tmp_path / "a" / "perplexity.json").read_text())
+    r = a["results"][0]
+    assert math.exp(sum(r["window_nll"]) / sum(r["window_tokens"])) == pytest.approx(r["ppl"], rel=1e-9)
+    same = P.compare(a, a)
+    assert [x["length"] for x in same] == [32, 64] and all(x["change_pct"] == x["lo"] == x["hi"] == 0 for x in same)
+    worse = json.loads(json.dumps(a))  # every window 10% more loss per token: perplexity rises by exp(0.1 * nll/token)
+    for res in worse["results"]:
+        res["window_nll"] = [v * 1.1 for v in res["window_nll"]]
+    line = P.compare(a, worse)[0]
+    expected = 100 * (math.exp(0.1 * sum(r["window_nll"]) / sum(r["window_tokens"])) - 1)
+    assert line["change_pct"] == pytest.approx(expected) and line["lo"] > 0
+    assert P.main(parser.parse_args(["--compare", str(tmp_path / "a"), str(tmp_path / "b"), "--output-dir", str(tmp_path / "c")])) == 0
+    assert "B / A +0.0%" in capsys.readouterr().out and (tmp_path / "c" / "compare.md").exists()
+    other = {**a, "stride": 8}
+    with pytest.raises(UserError, match="differ in stride"):
+        P.compare(a, other)
+    with pytest.raises(UserError, match="does not exist"):
+        P.main(parser.parse_args(["--compare", str(tmp_path / "a"), str(tmp_path / "nowhere"), "--output-dir", str(tmp_path / "d")]))

@@ -1,6 +1,7 @@
 """Sliding-window perplexity at several evaluation lengths, as LongLoRA reports it (windows of the length, stride 256).
 
     longrecall eval ppl --model default --lengths 1024,4096 --stride 256 --max-windows 8 --output-dir runs/ppl
+    longrecall eval ppl --compare runs/ppl/base runs/ppl/tuned --output-dir runs/ppl/compare   # B / A, paired by window
 
 Windows of `length` tokens start every `stride` tokens; the first window scores all its tokens, each later window
 only its last `stride` tokens, so every token is scored once with as much context as the window allows.
@@ -73,12 +74,15 @@ def perplexity(model, token_ids, length: int, stride: int = 256, max_windows: in
     plan = window_plan(len(ids), length, stride, max_windows)
     nll = nll_long = 0.0
     count = count_long = 0
+    per_window, per_count = [], []
     t0 = time.perf_counter()
     for i, (begin, end, n_targets) in enumerate(plan):
         window = ids[begin:end]
         n = min(n_targets, len(window) - 1)
         value = window_nll(model, window, n, chunk, autocast)
         nll, count = nll + value, count + n
+        per_window.append(value)
+        per_count.append(n)
         if i > 0:
             nll_long, count_long = nll_long + value, count_long + n
     return {
@@ -87,8 +91,68 @@ def perplexity(model, token_ids, length: int, stride: int = 256, max_windows: in
         "ppl_long": math.exp(nll_long / count_long) if count_long else None,
         "tokens_scored": count,
         "windows": len(plan),
+        "window_nll": per_window,
+        "window_tokens": per_count,
         "seconds": round(time.perf_counter() - t0, 3),
     }
+
+
+def compare(a: dict, b: dict, resamples: int = 2000, seed: int = 0) -> list[dict]:
+    """B's perplexity over A's at each length both measured, in % change, with a seeded 95% bootstrap interval over
+    the windows (the same windows of the same text for both, so the pairing is by window). Each window scores its
+    own tokens, so a resample of windows is a resample of scored tokens in runs."""
+    import random
+
+    for key in ("text", "stride", "max_windows"):
+        if a.get(key) != b.get(key):
+            raise UserError(f"the two perplexity runs differ in {key} ({a.get(key)!r} vs {b.get(key)!r}): "
+                            "rerun one with the other's --text, --stride and --max-windows")
+    by_len = {r["length"]: r for r in b["results"]}
+    lines = []
+    for ra in a["results"]:
+        rb = by_len.get(ra["length"])
+        if rb is None:
+            continue
+        if "window_nll" not in ra or "window_nll" not in rb:
+            raise UserError("a perplexity.json without per-window losses (made before they were saved): rerun `longrecall eval ppl` for it")
+        na, nb, n = ra["window_nll"], rb["window_nll"], ra["window_tokens"]
+        if rb["window_tokens"] != n:
+            raise UserError(f"length {ra['length']}: the two runs scored different windows: rerun both with the same text")
+
+        def change(idx) -> float:
+            tokens = sum(n[i] for i in idx)
+            return 100 * (math.exp((sum(nb[i] for i in idx) - sum(na[i] for i in idx)) / tokens) - 1)
+
+        rng, k = random.Random(seed), len(n)
+        draws = sorted(change([rng.randrange(k) for _ in range(k)]) for _ in range(resamples))
+        lines.append({"length": ra["length"], "ppl_a": ra["ppl"], "ppl_b": rb["ppl"], "windows": k,
+                      "change_pct": change(range(k)), "lo": draws[int(0.025 * resamples)],
+                      "hi": draws[int(0.975 * resamples) - 1]})
+    if not lines:
+        raise UserError("the two perplexity runs share no length: rerun one with the other's --lengths")
+    return lines
+
+
+def compare_main(a_dir: Path, b_dir: Path, out: Path) -> list[dict]:
+    import json
+
+    from ..io import atomic_open, write_json
+
+    def load(d: Path) -> dict:
+        f = d / "perplexity.json"
+        if not f.exists():
+            raise UserError(f"{f} does not exist: run `longrecall eval ppl --output-dir {d}` first")
+        return json.loads(f.read_text())
+
+    lines = compare(load(a_dir), load(b_dir))
+    write_json(out / "compare.json", {"a": str(a_dir), "b": str(b_dir), "lines": lines})
+    rows = [f"| {x['length']} | {x['windows']} | {x['ppl_a']:.3f} | {x['ppl_b']:.3f} | {x['change_pct']:+.1f}% "
+            f"[{x['lo']:+.1f}, {x['hi']:+.1f}] |" for x in lines]
+    with atomic_open(out / "compare.md") as fh:
+        fh.write(f"# Perplexity: {b_dir} over {a_dir}\n\nSame text and windows; change of B's perplexity over A's, "
+                 "seeded 95% bootstrap over the windows.\n\n| length | windows | A | B | B / A − 1 |\n|---|---|---|---|---|\n"
+                 + "\n".join(rows) + "\n")
+    return lines
 
 
 def heldout_tokens(tokenizer, n_tokens: int, text: str | None = None, seed: int = HELDOUT_SEED) -> list[int]:
@@ -115,6 +179,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dtype", default="auto", choices=["auto", "bfloat16", "float32", "autocast"],
                         help="auto: bfloat16 weights where bf16 is native (AVX-512 BF16, AMX, GPUs), else float32")
     parser.add_argument("--chunk", type=int, default=1024, help="positions per output-head chunk (memory bound)")
+    parser.add_argument("--compare", nargs=2, metavar=("A", "B"), default=None,
+                        help="two output folders of this command: B's perplexity over A's per length, paired by window")
     parser.add_argument("--output-dir", default="runs/ppl", help="where perplexity.json and perplexity.png go")
 
 
@@ -126,6 +192,11 @@ def main(args: argparse.Namespace) -> int:
 
     from ..units import parse_lengths, positive_int
 
+    if args.compare:
+        for x in compare_main(Path(args.compare[0]), Path(args.compare[1]), Path(args.output_dir)):
+            print(f"length {x['length']}: B / A {x['change_pct']:+.1f}% [{x['lo']:+.1f}, {x['hi']:+.1f}] "
+                  f"over {x['windows']} windows ({x['ppl_a']:.3f} -> {x['ppl_b']:.3f})")
+        return 0
     lengths = sorted(set(parse_lengths(args.lengths)))
     if not lengths:
         raise UserError("no --lengths: give lengths such as 1024,4k")
